@@ -1,0 +1,58 @@
+"""sdm_async: the asyncio twin of the official StrongDM Python SDK.
+
+    import sdm_async
+
+    async with sdm_async.Client(access_key, secret) as client:
+        async for user in client.accounts.list("email:?", "alice@example.com"):
+            print(user.email)
+"""
+
+from sdm_async import errors
+from sdm_async._generated.constants import *  # noqa: F403
+from sdm_async._generated.constants import __all__ as _constants
+from sdm_async._generated.models import *  # noqa: F403
+from sdm_async._generated.models import __all__ as _models
+from sdm_async._model import Model
+from sdm_async._pagination import AsyncPager
+from sdm_async._retry import RetryPolicy
+from sdm_async._rpc import Attempt, SigningInterceptor
+from sdm_async.client import Client, SnapshotClient
+from sdm_async.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    BadRequestError,
+    InternalError,
+    NotFoundError,
+    PermissionError,
+    RateLimitError,
+    RPCError,
+    TimeoutError,
+    UnavailableError,
+    UnknownError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [  # noqa: PLE0604
+    "AlreadyExistsError",
+    "AsyncPager",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "InternalError",
+    "Model",
+    "NotFoundError",
+    "PermissionError",
+    "RPCError",
+    "RateLimitError",
+    "RetryPolicy",
+    "SigningInterceptor",
+    "SnapshotClient",
+    "TimeoutError",
+    "UnavailableError",
+    "UnknownError",
+    "errors",
+    *_models,
+    *_constants,
+]

@@ -185,10 +185,12 @@ def load(descriptor_set: Path) -> Schema:
     opts = _Options(next(f for f in files if f.name == "options.proto"))
     schema = Schema(files=[f.name for f in files])
     messages: dict[str, tuple[str, descriptor_pb2.DescriptorProto]] = {}
+    map_entries: set[str] = set()
     for f in files:
         for m in f.message_type:
             messages[f".v1.{m.name}"] = (f.name, m)
             schema.message_file[m.name] = f.name
+            map_entries.update(f".v1.{m.name}.{n.name}" for n in m.nested_type if n.options.map_entry)
         for e in f.enum_type:
             prefix = snake(e.name).upper() + "_"
             values = [(v.name.removeprefix(prefix), v.name) for v in e.value]
@@ -208,7 +210,12 @@ def load(descriptor_set: Path) -> Schema:
         if not is_porcelain(m):
             continue
         if is_union(m):
-            members = [(f.name, f.type_name.rsplit(".", 1)[1]) for f in m.field]
+            members = [
+                (f.name, f.type_name.rsplit(".", 1)[1])
+                for f in m.field
+                if is_porcelain(messages[f.type_name][1])  # e.g. go-only node kinds
+                and targets_python(list(getattr(opts.field(f), "targets")))
+            ]
             schema.unions[m.name] = Union(m.name, file, m.oneof_decl[0].name, members)
 
     def convert_field(owner: str, f: FDP, force: bool = False) -> Field | None:
@@ -254,15 +261,22 @@ def load(descriptor_set: Path) -> Schema:
             out.kind, out.py_type = "duration", "datetime.timedelta | None"
         elif f.type_name == ".v1.Tags":
             out.kind, out.py_type, out.default = "tags", "dict[str, str]", "{}"
+        elif f.type_name in map_entries:
+            out.kind, out.py_type, out.default = "map", "dict[str, str]", "{}"
+            out.repeated = False
+            return out
+        elif getattr(opts.message(messages[f.type_name][1]), "custom").converter:
+            # A message the SDKs show as a dict: {entry.name: model(entry.config)}.
+            mconv = getattr(opts.message(messages[f.type_name][1]), "custom").converter
+            if mconv != "log_category_config_map":
+                raise SystemExit(f"unknown message converter {mconv!r} on {owner}.{f.name}")
+            out.kind, out.target = "config_map", "LogCategoryConfig"
+            out.py_type, out.default = "dict[str, LogCategoryConfig]", "{}"
         else:
             target = f.type_name.rsplit(".", 1)[1]
             out.target = target
             out.kind = "union" if target in schema.unions else "model"
-            if target in schema.unions:
-                union = schema.unions[target]
-                out.py_type = " | ".join(model for _, model in union.members) + " | None"
-            else:
-                out.py_type = f"{target} | None"
+            out.py_type = f"{target} | None"
         if repeated:
             item_type = out.py_type.removesuffix(" | None")
             out.py_type, out.default = f"list[{item_type}]", "[]"

@@ -1,0 +1,1 @@
+# DO NOT EDIT: written by `make generate`.

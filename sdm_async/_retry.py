@@ -1,0 +1,82 @@
+"""When to retry a failed attempt, and how long to wait first.
+
+The schedule is the official SDK's (base 1 s, factor 1.6, cap 120 s, jitter +-20 %, INTERNAL
+and UNAVAILABLE up to 3 retries, rate limits retried when enabled) with two changes: a
+rate-limited call waits for the server's `reset_at` instead of guessing, and no wait may end
+past the call's deadline (the error is raised at once instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import random
+from collections.abc import Callable
+
+from sdm_async import errors
+
+DEFAULT_BASE_DELAY = 1.0
+DEFAULT_MAX_DELAY = 120.0
+DEFAULT_FACTOR = 1.6
+DEFAULT_JITTER = 0.2
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_MAX_RATE_LIMIT_RETRIES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How a client retries. Frozen; build a new one with `dataclasses.replace`."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES  # for INTERNAL and UNAVAILABLE
+    retry_rate_limit_errors: bool = True
+    max_rate_limit_retries: int = DEFAULT_MAX_RATE_LIMIT_RETRIES
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    factor: float = DEFAULT_FACTOR
+    jitter: float = DEFAULT_JITTER
+
+    def __post_init__(self) -> None:
+        for name in ("max_retries", "max_rate_limit_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetryPolicy.{name} must be >= 0")
+        for name in ("base_delay", "max_delay", "factor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetryPolicy.{name} must be >= 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("RetryPolicy.jitter must be in [0, 1)")
+
+    def backoff(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        """Wait before the `retry`-th retry (1-based): base * factor**retry, capped, jittered."""
+        delay = min(self.base_delay * self.factor**retry, self.max_delay)
+        return max(0.0, delay * (1 + self.jitter * (rand() * 2 - 1)))
+
+    def delay(
+        self,
+        error: errors.RPCError,
+        retry: int,
+        now: float,
+        wall_now: datetime.datetime,
+        deadline: float | None,
+        rand: Callable[[], float] = random.random,
+    ) -> float | None:
+        """Seconds to wait before retry number `retry` (1-based) of a call that failed with
+        `error`, or None to give up. `now`/`deadline` are monotonic seconds; `wall_now` is
+        compared with the server's `reset_at`."""
+        if isinstance(error, errors.RateLimitError):
+            if not self.retry_rate_limit_errors or retry > self.max_rate_limit_retries:
+                return None
+            wait = self.backoff(retry, rand)
+            reset_at = error.rate_limit.reset_at if error.rate_limit is not None else None
+            if reset_at is not None:
+                # The server said when the window reopens; a little jitter spreads the herd.
+                until_reset = (reset_at - wall_now).total_seconds()
+                wait = max(0.0, until_reset) + self.base_delay * self.jitter * rand()
+        elif isinstance(error, errors.InternalError | errors.UnavailableError):
+            if retry > self.max_retries:
+                return None
+            wait = self.backoff(retry, rand)
+        else:
+            return None
+        if deadline is not None and now + wait >= deadline:
+            return None  # waiting would outlive the call: report the error now
+        return wait

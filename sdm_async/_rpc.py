@@ -1,0 +1,246 @@
+"""The one choke point for every RPC: deadline, signing, retries, limits, errors, logging.
+
+A call reads top to bottom in `Transport.call`: serialize once, then per attempt take a slot
+in the client-wide limit, sign (in the interceptor, over the exact bytes sent), send, and on
+failure map the status to an SDK error and ask the retry policy whether and how long to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import grpc
+import grpc.aio
+
+from sdm_async import errors
+from sdm_async._retry import RetryPolicy
+from sdm_async._signing import API_VERSION, Signer
+
+log = logging.getLogger("sdm_async")
+
+# Above ~100 streams in flight one HTTP/2 connection refuses new ones (REFUSED_STREAM), so
+# calls are spread over several channels, each kept well below that.
+STREAMS_PER_CHANNEL = 64
+
+
+class MethodInfo(NamedTuple):
+    name: str  # "Accounts.List": what the signature covers
+    path: str  # "/v1.Accounts/List": what gRPC routes on
+    deserialize: Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the `on_attempt` hook receives after each attempt."""
+
+    method: str
+    attempt: int  # 1 for the first try
+    duration: float  # seconds
+    error: errors.RPCError | None
+    retry_in: float | None  # seconds until the next attempt, None if none follows
+
+
+def _serialize(message: Any) -> bytes:
+    # Pass-through: the transport hands over bytes it already serialized (and signed).
+    return message if isinstance(message, bytes) else message.SerializeToString()  # type: ignore[no-any-return]
+
+
+def method_name(path: str | bytes) -> str:
+    """`/v1.Accounts/List` -> `Accounts.List`."""
+    text = path.decode() if isinstance(path, bytes) else path
+    service, _, method = text.lstrip("/").partition("/")
+    return f"{service.removeprefix('v1.')}.{method}"
+
+
+class SigningInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the four `x-sdm-*` metadata entries, signing the exact bytes that are sent.
+
+    It runs once per attempt, so every retry is signed afresh (a retry after UTC midnight
+    needs the new day's key). Works with the SDK's transport and with bare generated stubs.
+    """
+
+    def __init__(self, access_key: str, signer: Signer, user_agent: str) -> None:
+        self._access_key = access_key
+        self._signer = signer
+        self._user_agent = user_agent
+        self._names: dict[Any, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<SigningInterceptor access_key={self._access_key!r}>"
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        body = _serialize(request)
+        path = client_call_details.method
+        name = self._names.get(path)
+        if name is None:
+            name = self._names[path] = method_name(path)
+        metadata = grpc.aio.Metadata(
+            *(client_call_details.metadata or ()),  # a copy: the caller's object stays as is
+            ("x-sdm-authentication", self._access_key),
+            ("x-sdm-signature", self._signer.sign(name, body)),
+            ("x-sdm-api-version", API_VERSION),
+            ("x-sdm-user-agent", self._user_agent),
+        )
+        return await continuation(client_call_details._replace(metadata=metadata), body)
+
+
+class Transport:
+    """Channels and the call loop shared by every service of one client."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        insecure: bool,
+        access_key: str,
+        signer: Signer,
+        user_agent: str,
+        retry: RetryPolicy,
+        max_in_flight: int,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        on_attempt: Callable[[Attempt], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.insecure = insecure
+        self.retry = retry
+        self.max_in_flight = max_in_flight
+        self.on_attempt = on_attempt
+        self._interceptor = SigningInterceptor(access_key, signer, user_agent)
+        self._channel_options = list(channel_options)
+        self._channels: list[grpc.aio.Channel] = []
+        self._callables: list[dict[str, Any]] = []
+        self._next_channel = 0
+        self._limit: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.in_flight = 0
+        self.retries = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Create the channels, inside the running loop that will use them."""
+        if self._closed:
+            raise RuntimeError("this client is closed; create a new sdm_async.Client")
+        loop = asyncio.get_running_loop()
+        count = max(1, math.ceil(self.max_in_flight / STREAMS_PER_CHANNEL))
+        base = [
+            ("grpc.enable_retries", 0),  # gRPC's own retries would resend stale signatures
+            ("grpc.primary_user_agent", "sdm-async"),
+            *self._channel_options,
+        ]
+        for index in range(count):
+            # A distinct argument per channel gives each its own connection.
+            options = [*base, ("sdm_async.channel_index", index)]
+            if self.insecure:
+                ch = grpc.aio.insecure_channel(
+                    self.host, options=options, interceptors=[self._interceptor]
+                )
+            else:
+                ch = grpc.aio.secure_channel(
+                    self.host,
+                    grpc.ssl_channel_credentials(),
+                    options=options,
+                    interceptors=[self._interceptor],
+                )
+            self._channels.append(ch)
+            self._callables.append({})
+        self._limit = asyncio.Semaphore(self.max_in_flight)
+        self._loop = loop
+
+    def _check_loop(self) -> None:
+        if self._loop is None:
+            self._open()
+        elif self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "this client was first used in another event loop; grpc.aio channels belong to "
+                "the loop that created them: create one client per event loop"
+            )
+
+    async def close(self) -> None:
+        self._closed = True
+        channels, self._channels = self._channels, []
+        self._callables = []
+        for ch in channels:
+            await ch.close()
+
+    # -- the call -------------------------------------------------------------------------
+
+    def _callable(self, method: MethodInfo) -> Any:
+        index = self._next_channel
+        self._next_channel = (index + 1) % len(self._channels)
+        table = self._callables[index]
+        mc = table.get(method.path)
+        if mc is None:
+            mc = table[method.path] = self._channels[index].unary_unary(
+                method.path,
+                request_serializer=_serialize,
+                response_deserializer=method.deserialize,
+                _registered_method=True,
+            )
+        return mc
+
+    async def call(self, method: MethodInfo, request: Any, timeout: float | None) -> Any:
+        self._check_loop()
+        assert self._limit is not None
+        loop = asyncio.get_running_loop()
+        body = request.SerializeToString()  # once per call; signed afresh per attempt
+        deadline = None if timeout is None else loop.time() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise errors.TimeoutError(f"{method.name}: timed out after {timeout} s")
+            started = time.perf_counter()
+            error: errors.RPCError | None = None
+            async with self._limit:
+                self.in_flight += 1
+                try:
+                    response = await self._callable(method)(body, timeout=remaining)
+                except grpc.aio.AioRpcError as e:
+                    error = errors.from_grpc(e)
+                    cause: BaseException = e
+                finally:
+                    self.in_flight -= 1
+            if error is None:
+                if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
+                    self._report(method.name, attempt, time.perf_counter() - started, None, None)
+                return response
+            duration = time.perf_counter() - started
+            wait = self.retry.delay(
+                error,
+                attempt,
+                loop.time(),
+                datetime.datetime.now(datetime.timezone.utc),
+                deadline,
+            )
+            self._report(method.name, attempt, duration, error, wait)
+            if wait is None:
+                raise error from cause
+            self.retries += 1
+            log.info("%s: %s; retry %d in %.2f s", method.name, type(error).__name__, attempt, wait)
+            await asyncio.sleep(wait)
+
+    def _report(
+        self,
+        name: str,
+        attempt: int,
+        duration: float,
+        error: errors.RPCError | None,
+        wait: float | None,
+    ) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            status = "OK" if error is None else type(error).__name__
+            log.debug("%s attempt=%d %.1f ms %s", name, attempt, duration * 1000, status)
+        if self.on_attempt is not None:
+            self.on_attempt(Attempt(name, attempt, duration, error, wait))

@@ -1,0 +1,161 @@
+"""`Client`: options, lifecycle, and one attribute per service of the API."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from sdm_async._generated.services import Services, SnapshotServices
+from sdm_async._generated.v1 import spec_pb2
+from sdm_async._model import ts_to_pb
+from sdm_async._retry import RetryPolicy
+from sdm_async._rpc import Attempt, Transport
+from sdm_async._signing import Signer, decode_secret
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_IN_FLIGHT", "Client", "SnapshotClient"]
+
+VERSION = "0.1.0"
+DEFAULT_HOST = "app.strongdm.com:443"
+DEFAULT_MAX_IN_FLIGHT = 64
+USER_AGENT = f"sdm-async/{VERSION}"
+MAX_PAGE_LIMIT = 1000
+
+
+def _check_access_key(api_access_key: object) -> str:
+    if not isinstance(api_access_key, str):
+        raise TypeError(f"api_access_key must be a str, not {type(api_access_key).__name__}")
+    key = api_access_key.strip()
+    if not key:
+        raise ValueError("api_access_key is empty: pass the access key of a StrongDM API key")
+    if any(c.isspace() for c in key):
+        raise ValueError("api_access_key contains whitespace: pass the access key exactly")
+    return key
+
+
+class Client(Services):
+    """An asyncio client of the StrongDM API.
+
+    `Client(api_access_key, api_secret, host, insecure)` takes the official client's
+    positional arguments; the rest are keyword-only:
+
+    - `retry_rate_limit_errors`: retry RESOURCE_EXHAUSTED (waiting until the window resets).
+    - `page_limit`: items per page for list calls (0: the server's default).
+    - `retry`: a `RetryPolicy` for everything else about retries.
+    - `max_in_flight`: calls in flight at once across the whole client (bulk jobs included).
+    - `user_agent`: sent as `x-sdm-user-agent`.
+    - `channel_options`: extra gRPC channel arguments.
+    - `on_attempt`: called with an `Attempt` after every attempt (for metrics).
+
+    Use `async with Client(...) as client:` or `await client.close()`. Channels are created
+    on first use inside the running event loop.
+    """
+
+    def __init__(
+        self,
+        api_access_key: str,
+        api_secret: str,
+        host: str = DEFAULT_HOST,
+        insecure: bool = False,
+        *,
+        retry_rate_limit_errors: bool = True,
+        page_limit: int = 0,
+        retry: RetryPolicy | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        user_agent: str = USER_AGENT,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        on_attempt: Callable[[Attempt], None] | None = None,
+    ) -> None:
+        access_key = _check_access_key(api_access_key)
+        secret = decode_secret(api_secret)
+        if not isinstance(host, str) or not host.strip():
+            raise ValueError("host must be 'name:port', e.g. 'app.strongdm.com:443'")
+        if isinstance(page_limit, bool) or not isinstance(page_limit, int):
+            raise TypeError("page_limit must be an int")
+        if not 0 <= page_limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"page_limit must be between 0 (server default) and {MAX_PAGE_LIMIT}")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError("max_in_flight must be an int")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        policy = retry or RetryPolicy()
+        if policy.retry_rate_limit_errors != retry_rate_limit_errors:
+            policy = dataclasses.replace(policy, retry_rate_limit_errors=retry_rate_limit_errors)
+        self.api_access_key = access_key
+        self.host = host.strip()
+        self.insecure = insecure
+        self.page_limit = page_limit
+        self._transport = Transport(
+            host=self.host,
+            insecure=insecure,
+            access_key=access_key,
+            signer=Signer(secret),
+            user_agent=user_agent,
+            retry=policy,
+            max_in_flight=max_in_flight,
+            channel_options=channel_options,
+            on_attempt=on_attempt,
+        )
+        self._bind_services(self._transport, page_limit)
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Client:
+        """A client from SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and (optional) SDM_API_HOST."""
+        missing = [v for v in ("SDM_API_ACCESS_KEY", "SDM_API_SECRET_KEY") if not os.environ.get(v)]
+        if missing:
+            raise ValueError(f"set {' and '.join(missing)} to use Client.from_env()")
+        options.setdefault("host", os.environ.get("SDM_API_HOST") or DEFAULT_HOST)
+        return cls(os.environ["SDM_API_ACCESS_KEY"], os.environ["SDM_API_SECRET_KEY"], **options)
+
+    def __repr__(self) -> str:
+        return f"<sdm_async.Client host={self.host!r} access_key={self.api_access_key!r}>"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._transport.retry
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._transport.max_in_flight
+
+    @property
+    def retries(self) -> int:
+        """Retries made so far by this client."""
+        return self._transport.retries
+
+    def snapshot_at(self, snapshot_datetime: datetime.datetime) -> SnapshotClient:
+        """A read-only client that sees the organisation as it was at `snapshot_datetime`."""
+        if not isinstance(snapshot_datetime, datetime.datetime):
+            raise TypeError("snapshot_at takes a datetime.datetime")
+        return SnapshotClient(self, snapshot_datetime)
+
+    async def close(self) -> None:
+        """Close the channels; calls in flight are cancelled. Idempotent."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class SnapshotClient(SnapshotServices):
+    """Read-only view of the organisation at a past moment; shares its client's channels."""
+
+    def __init__(self, client: Client, snapshot_datetime: datetime.datetime) -> None:
+        self.snapshot_datetime = snapshot_datetime
+        stamp = spec_pb2.GetRequestMetadata().snapshot_at  # the API pool's Timestamp type
+        ts_to_pb(snapshot_datetime, stamp)
+        self._bind_services(client._transport, client.page_limit, stamp)
+
+    def __repr__(self) -> str:
+        return f"<sdm_async.SnapshotClient at {self.snapshot_datetime.isoformat()}>"

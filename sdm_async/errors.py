@@ -1,0 +1,161 @@
+"""Errors raised by sdm_async, with the official SDK's names.
+
+    Exception
+     └── RPCError                  .msg, .code (the gRPC status code number)
+          ├── AlreadyExistsError   ALREADY_EXISTS
+          ├── AuthenticationError  UNAUTHENTICATED
+          ├── BadRequestError      INVALID_ARGUMENT, or bad input caught before any call
+          ├── InternalError        INTERNAL
+          ├── NotFoundError        NOT_FOUND
+          ├── PermissionError      PERMISSION_DENIED (also a builtins.PermissionError)
+          ├── RateLimitError       RESOURCE_EXHAUSTED, .rate_limit from the status details
+          ├── TimeoutError         DEADLINE_EXCEEDED (also a builtins.TimeoutError)
+          ├── UnavailableError     UNAVAILABLE (not in the official SDK, which gives RPCError)
+          └── UnknownError         anything else that is not a gRPC status
+
+`from_grpc` is the one place where a gRPC error becomes one of these; the original is kept
+as `__cause__`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from sdm_async._generated.models.spec import RateLimitMetadata
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InternalError",
+    "NotFoundError",
+    "PermissionError",
+    "RPCError",
+    "RateLimitError",
+    "TimeoutError",
+    "UnavailableError",
+    "UnknownError",
+    "from_grpc",
+]
+
+
+class RPCError(Exception):
+    """An error answered by the API (or found before calling it)."""
+
+    def __init__(self, msg: str, code: int = 2) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+class AlreadyExistsError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.ALREADY_EXISTS.value[0])
+
+
+class AuthenticationError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.UNAUTHENTICATED.value[0])
+
+
+class BadRequestError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.INVALID_ARGUMENT.value[0])
+
+
+class InternalError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.INTERNAL.value[0])
+
+
+class NotFoundError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.NOT_FOUND.value[0])
+
+
+class PermissionError(RPCError, builtins.PermissionError):  # noqa: A001 - the official name
+    def __init__(self, msg: str) -> None:
+        RPCError.__init__(self, msg, grpc.StatusCode.PERMISSION_DENIED.value[0])
+
+
+class RateLimitError(RPCError):
+    """Over the rate limit; `.rate_limit` tells the bucket, its limit and when it resets."""
+
+    def __init__(self, msg: str, rate_limit: RateLimitMetadata | None = None) -> None:
+        super().__init__(msg, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        self.rate_limit = rate_limit
+
+
+class TimeoutError(RPCError, builtins.TimeoutError):  # noqa: A001 - the official name
+    def __init__(self, msg: str = "deadline exceeded") -> None:
+        RPCError.__init__(self, msg, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
+
+
+class UnavailableError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.UNAVAILABLE.value[0])
+
+
+class UnknownError(RPCError):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, grpc.StatusCode.UNKNOWN.value[0])
+
+
+_BY_CODE: dict[grpc.StatusCode, Any] = {
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequestError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.INTERNAL: InternalError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+}
+
+_DETAILS_KEY = "grpc-status-details-bin"
+_RATE_LIMIT_TYPE = "type.googleapis.com/v1.RateLimitMetadata"
+
+
+def _status_details(err: grpc.aio.AioRpcError) -> tuple[str | None, list[Any]]:
+    """Message and details of the rich status (`google.rpc.Status`), if the server sent one."""
+    from google.rpc import status_pb2
+
+    for key, value in err.trailing_metadata() or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            try:
+                status = status_pb2.Status.FromString(value)
+            except Exception:  # a malformed trailer: fall back to the plain status
+                return None, []
+            return status.message, list(status.details)
+    return None, []
+
+
+def from_grpc(err: grpc.aio.AioRpcError) -> RPCError:
+    """Translate a gRPC error into the SDK's error class for its status code."""
+    code = err.code()
+    message, details = _status_details(err)
+    msg = message if message is not None else (err.details() or code.name)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimeoutError(msg)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return RateLimitError(msg, _rate_limit(details))
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls(msg)  # type: ignore[no-any-return]
+    return RPCError(msg, code.value[0])
+
+
+def _rate_limit(details: list[Any]) -> RateLimitMetadata | None:
+    from sdm_async._generated.models.spec import from_pb_RateLimitMetadata
+    from sdm_async._generated.v1 import spec_pb2
+
+    for any_msg in details:
+        if any_msg.type_url == _RATE_LIMIT_TYPE:
+            return from_pb_RateLimitMetadata(spec_pb2.RateLimitMetadata.FromString(any_msg.value))
+    return None
