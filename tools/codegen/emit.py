@@ -358,11 +358,16 @@ def _services_module(schema: Schema, file: str) -> str | None:
                 if m.is_list:
                     assert m.item is not None
                     item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
+                    ids = [p for p in m.params if p.name != "filter"]
+                    sig = "".join(f"{p.name}: {p.py_type}, " for p in ids)
+                    call = "".join(f"{p.name}, " for p in ids)
                     out.append(
-                        f"    def list(self, filter: str, *args: object, "
+                        f"    def list(self, {sig}filter: str, *args: object, "
                         f"timeout: float | None = None) -> AsyncPager[{item_type}]:"
                     )
-                    out.append("        return self._service.list(filter, *args, timeout=timeout)")
+                    out.append(
+                        f"        return self._service.list({call}filter, *args, timeout=timeout)"
+                    )
                 else:
                     out.append(
                         f"    async def get(self, id: str, timeout: float | None = None) -> "

@@ -37,6 +37,6 @@ class SnapshotGrantedAccountEntitlements:
     def __init__(self, service: GrantedAccountEntitlements) -> None:
         self._service = service
 
-    def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedAccountEntitlement]:
-        return self._service.list(filter, *args, timeout=timeout)
+    def list(self, account_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedAccountEntitlement]:
+        return self._service.list(account_id, filter, *args, timeout=timeout)
 

@@ -37,6 +37,6 @@ class SnapshotGrantedRoleEntitlements:
     def __init__(self, service: GrantedRoleEntitlements) -> None:
         self._service = service
 
-    def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedRoleEntitlement]:
-        return self._service.list(filter, *args, timeout=timeout)
+    def list(self, role_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedRoleEntitlement]:
+        return self._service.list(role_id, filter, *args, timeout=timeout)
 

@@ -37,6 +37,6 @@ class SnapshotRequestableResourceEntitlements:
     def __init__(self, service: RequestableResourceEntitlements) -> None:
         self._service = service
 
-    def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableResourceEntitlement]:
-        return self._service.list(filter, *args, timeout=timeout)
+    def list(self, resource_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableResourceEntitlement]:
+        return self._service.list(resource_id, filter, *args, timeout=timeout)
 

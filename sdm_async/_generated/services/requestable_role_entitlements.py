@@ -37,6 +37,6 @@ class SnapshotRequestableRoleEntitlements:
     def __init__(self, service: RequestableRoleEntitlements) -> None:
         self._service = service
 
-    def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableRoleEntitlement]:
-        return self._service.list(filter, *args, timeout=timeout)
+    def list(self, role_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableRoleEntitlement]:
+        return self._service.list(role_id, filter, *args, timeout=timeout)
 
