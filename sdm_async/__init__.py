@@ -1,10 +1,10 @@
 """sdm_async: the asyncio twin of the official StrongDM Python SDK.
 
-    import sdm_async
+import sdm_async
 
-    async with sdm_async.Client(access_key, secret) as client:
-        async for user in client.accounts.list("email:?", "alice@example.com"):
-            print(user.email)
+async with sdm_async.Client(access_key, secret) as client:
+    async for user in client.accounts.list("email:?", "alice@example.com"):
+        print(user.email)
 """
 
 from sdm_async import errors
@@ -33,7 +33,7 @@ from sdm_async.errors import (
 
 __version__ = "0.1.0"
 
-__all__ = [  # noqa: PLE0604
+__all__ = [
     "AlreadyExistsError",
     "AsyncPager",
     "Attempt",

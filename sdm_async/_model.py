@@ -22,7 +22,7 @@ class Model:
     """Common behaviour of the API's models: keyword construction (generated), equality,
     `to_dict()`/`from_dict()`, and a `repr` that masks credential fields."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     _secrets: ClassVar[frozenset[str]] = frozenset()
 
     def __eq__(self, other: object) -> bool:
@@ -90,11 +90,11 @@ def tags_to_pb(value: Mapping[str, str], tags: Any) -> None:
 
 
 def json_list_from_pb(text: str) -> list[Any]:
-    return json.loads(text) if text else []  # type: ignore[no-any-return]
+    return json.loads(text) if text else []
 
 
 def json_dict_from_pb(text: str) -> dict[str, Any]:
-    return json.loads(text) if text else {}  # type: ignore[no-any-return]
+    return json.loads(text) if text else {}
 
 
 def json_to_pb(value: Any) -> str:

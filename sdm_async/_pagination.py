@@ -112,7 +112,7 @@ class AsyncPager(Generic[T]):
             task.cancel()
             try:
                 await task
-            except BaseException:  # noqa: S110 - the fetch was cancelled on purpose
+            except BaseException:
                 pass
 
     def __del__(self) -> None:

@@ -49,7 +49,10 @@ class Attempt:
 
 def _serialize(message: Any) -> bytes:
     # Pass-through: the transport hands over bytes it already serialized (and signed).
-    return message if isinstance(message, bytes) else message.SerializeToString()  # type: ignore[no-any-return]
+    if isinstance(message, bytes):
+        return message
+    body: bytes = message.SerializeToString()
+    return body
 
 
 def method_name(path: str | bytes) -> str:

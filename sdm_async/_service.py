@@ -67,7 +67,7 @@ _EXPECTED = {"str": str, "bytes": bytes, "bool": bool, "int": int, "float": (int
 
 
 def _bad_field(model: Any) -> str | None:
-    hints = {}
+    hints: dict[str, Any] = {}
     for klass in type(model).__mro__:
         hints.update(getattr(klass, "__annotations__", {}))
     for field in model.__slots__:

@@ -80,7 +80,7 @@ class NotFoundError(RPCError):
         super().__init__(msg, grpc.StatusCode.NOT_FOUND.value[0])
 
 
-class PermissionError(RPCError, builtins.PermissionError):  # noqa: A001 - the official name
+class PermissionError(RPCError, builtins.PermissionError):
     def __init__(self, msg: str) -> None:
         RPCError.__init__(self, msg, grpc.StatusCode.PERMISSION_DENIED.value[0])
 
@@ -93,7 +93,7 @@ class RateLimitError(RPCError):
         self.rate_limit = rate_limit
 
 
-class TimeoutError(RPCError, builtins.TimeoutError):  # noqa: A001 - the official name
+class TimeoutError(RPCError, builtins.TimeoutError):
     def __init__(self, msg: str = "deadline exceeded") -> None:
         RPCError.__init__(self, msg, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
 

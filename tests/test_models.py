@@ -67,7 +67,7 @@ def _converters(cls: type) -> tuple[Any, Any]:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value in ("", b"", 0, False, [], {}) and not isinstance(value, float)
+    return value is None or (value in ("", b"", 0, False, [], {}) and not isinstance(value, float))
 
 
 MODELS = _model_classes()

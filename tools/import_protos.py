@@ -65,7 +65,7 @@ def _option_value(fd: object, value: object) -> str:
 
 def _options(options: Message, skip: tuple[str, ...] = ()) -> list[str]:
     """`name = value` strings for every set option, custom extensions in parentheses."""
-    out = []
+    out: list[str] = []
     for fd, value in _reparse(options).ListFields():
         if fd.name in skip:
             continue
@@ -195,7 +195,9 @@ class _Writer:
         self.emit(0, f"package {f.package};")
         self.emit(0, "")
         for i, dep in enumerate(f.dependency):
-            kind = "public " if i in f.public_dependency else "weak " if i in f.weak_dependency else ""
+            kind = (
+                "public " if i in f.public_dependency else "weak " if i in f.weak_dependency else ""
+            )
             self.emit(0, f'import {kind}"{dep}";')
         self.emit(0, "")
         for opt in _options(f.options) if f.HasField("options") else []:

@@ -204,11 +204,11 @@ def _models_module(schema: Schema, file: str) -> str | None:
     out.append("")
     out.append(f"__all__ = [{', '.join(repr(n) for n in sorted(local))}]")
     for m in models:
-        out += ["", ""] + _model_class(m)
+        out += ["", "", *_model_class(m)]
     for m in models:
-        out += ["", ""] + _model_converters(m)
+        out += ["", "", *_model_converters(m)]
     for u in unions:
-        out += ["", ""] + _union(u)
+        out += ["", "", *_union(u)]
     return "\n".join(out) + "\n"
 
 
@@ -259,16 +259,16 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
         lines.extend("            " + s for s in stmts)
         names = ", ".join(f'("{p.name}", {p.name})' for p in params) or ""
         lines.append("        except (TypeError, ValueError, AttributeError) as e:")
-        lines.append(f'            raise bad_argument("{svc.py_attr}.{m.py_name}", [{names}], e) from None')
+        lines.append(
+            f'            raise bad_argument("{svc.py_attr}.{m.py_name}", [{names}], e) from None'
+        )
     if m.has_get_meta:
         lines.append("        if self._snapshot is not None:")
         lines.append("            req.meta.snapshot_at.CopyFrom(self._snapshot)")
     if m.is_list:
         assert m.item is not None
         conv = f"from_pb_{m.item.target}" if m.item.kind in ("model", "union") else "_identity"
-        lines.append(
-            f'        return self._pager({info}, req, timeout, "{m.list_field}", {conv})'
-        )
+        lines.append(f'        return self._pager({info}, req, timeout, "{m.list_field}", {conv})')
     else:
         lines.append(f"        return from_pb_{resp}(await self._call({info}, req, timeout))")
     return lines
@@ -321,7 +321,12 @@ def _services_module(schema: Schema, file: str) -> str | None:
     )
     v1 = "..v1" if "/" not in file else "...v1"
     pb_files = sorted(
-        {schema.message_file[n] for s in services for m in s.methods for n in (m.request, m.response)}
+        {
+            schema.message_file[n]
+            for s in services
+            for m in s.methods
+            for n in (m.request, m.response)
+        }
     )
     for pb_file in pb_files:
         pkg, _, leaf = module_name(pb_file).rpartition(".")
@@ -417,9 +422,8 @@ def _services_index(schema: Schema) -> str:
         "snapshot: typing.Any) -> None:"
     )
     for s in snaps:
-        out.append(
-            f"        self.{s.py_attr} = Snapshot{s.name}({s.name}(transport, page_limit, snapshot))"
-        )
+        service = f"{s.name}(transport, page_limit, snapshot)"
+        out.append(f"        self.{s.py_attr} = Snapshot{s.name}({service})")
     out.append("")
     out.append("")
     out.append("SERVICE_ATTRIBUTES = (")
@@ -494,8 +498,7 @@ def _catalog_module(schema: Schema) -> str:
     out.append("SERVICES: dict[str, tuple[str, str, dict[str, tuple[str, str, str]]]] = {")
     for s in schema.services:
         methods = ", ".join(
-            f'"{m.name}": ("{m.request}", "{m.response}", '
-            f'"{"list" if m.is_list else m.py_name}")'
+            f'"{m.name}": ("{m.request}", "{m.response}", "{"list" if m.is_list else m.py_name}")'
             for m in s.methods
         )
         out.append(f'    "{s.name}": ("{s.py_attr}", "{s.id_prefix}", {{{methods}}}),')

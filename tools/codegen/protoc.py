@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import grpc_tools
+import grpc_tools  # type: ignore[import-untyped]
 
 PROTO_INCLUDE = Path(grpc_tools.__file__).parent / "_proto"
 
@@ -59,8 +59,6 @@ def run_protoc(proto_dir: Path, out_dir: Path, descriptor_set: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if "is unused" not in line]
     if result.returncode != 0 or any("error" in line.lower() for line in errors):
         raise SystemExit("protoc failed:\n" + result.stderr)
-
-
 
 
 def _relative(module_depth: int, target: str) -> str:

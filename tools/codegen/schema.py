@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import Message
@@ -160,22 +161,20 @@ class _Options:
         self.method_ext = pool.FindExtensionByName("v1.method_options")
 
     @staticmethod
-    def _ext(options: Message, ext: object) -> Message:
-        parsed = type(options).FromString(options.SerializeToString())
-        value = parsed.Extensions[ext]  # type: ignore[attr-defined]
-        assert isinstance(value, Message)
-        return value
+    def _ext(options: Message, ext: Any) -> Any:
+        parsed: Any = type(options).FromString(options.SerializeToString())
+        return parsed.Extensions[ext]
 
-    def field(self, f: FDP) -> Message:
+    def field(self, f: FDP) -> Any:
         return self._ext(f.options, self.field_ext)
 
-    def message(self, m: descriptor_pb2.DescriptorProto) -> Message:
+    def message(self, m: descriptor_pb2.DescriptorProto) -> Any:
         return self._ext(m.options, self.message_ext)
 
-    def service(self, s: descriptor_pb2.ServiceDescriptorProto) -> Message:
+    def service(self, s: descriptor_pb2.ServiceDescriptorProto) -> Any:
         return self._ext(s.options, self.service_ext)
 
-    def method(self, m: descriptor_pb2.MethodDescriptorProto) -> Message:
+    def method(self, m: descriptor_pb2.MethodDescriptorProto) -> Any:
         return self._ext(m.options, self.method_ext)
 
 
@@ -190,7 +189,9 @@ def load(descriptor_set: Path) -> Schema:
         for m in f.message_type:
             messages[f".v1.{m.name}"] = (f.name, m)
             schema.message_file[m.name] = f.name
-            map_entries.update(f".v1.{m.name}.{n.name}" for n in m.nested_type if n.options.map_entry)
+            map_entries.update(
+                f".v1.{m.name}.{n.name}" for n in m.nested_type if n.options.map_entry
+            )
         for e in f.enum_type:
             prefix = snake(e.name).upper() + "_"
             values = [(v.name.removeprefix(prefix), v.name) for v in e.value]
@@ -198,7 +199,7 @@ def load(descriptor_set: Path) -> Schema:
 
     def is_porcelain(m: descriptor_pb2.DescriptorProto) -> bool:
         mo = opts.message(m)
-        return bool(getattr(mo, "porcelain")) and targets_python(list(getattr(mo, "targets")))
+        return bool(mo.porcelain) and targets_python(list(mo.targets))
 
     def is_union(m: descriptor_pb2.DescriptorProto) -> bool:
         real = [o for o in m.oneof_decl]
@@ -206,7 +207,7 @@ def load(descriptor_set: Path) -> Schema:
             len(real) == 1 and all(f.HasField("oneof_index") for f in m.field) and len(m.field) > 1
         )
 
-    for type_name, (file, m) in messages.items():
+    for file, m in messages.values():
         if not is_porcelain(m):
             continue
         if is_union(m):
@@ -214,16 +215,16 @@ def load(descriptor_set: Path) -> Schema:
                 (f.name, f.type_name.rsplit(".", 1)[1])
                 for f in m.field
                 if is_porcelain(messages[f.type_name][1])  # e.g. go-only node kinds
-                and targets_python(list(getattr(opts.field(f), "targets")))
+                and targets_python(list(opts.field(f).targets))
             ]
             schema.unions[m.name] = Union(m.name, file, m.oneof_decl[0].name, members)
 
     def convert_field(owner: str, f: FDP, force: bool = False) -> Field | None:
         fo = opts.field(f)
-        porcelain = force or getattr(fo, "porcelain")
-        if not porcelain or not targets_python(list(getattr(fo, "targets"))):
+        porcelain = force or fo.porcelain
+        if not porcelain or not targets_python(list(fo.targets)):
             return None
-        custom = getattr(fo, "custom")
+        custom = fo.custom
         name = custom.porcelain_name_override.get("python") or f.name.lower()
         if (owner, name) in SKIPPED_FIELDS:
             return None
@@ -233,13 +234,9 @@ def load(descriptor_set: Path) -> Schema:
             proto=f.name,
             kind="scalar",
             repeated=repeated,
-            credential=bool(
-                getattr(fo, "is_credential")
-                or getattr(fo, "write_only")
-                or getattr(fo, "terraform_sensitive")
-            ),
-            read_only=bool(getattr(fo, "read_only")),
-            required=bool(getattr(fo, "required")),
+            credential=bool(fo.is_credential or fo.write_only or fo.terraform_sensitive),
+            read_only=bool(fo.read_only),
+            required=bool(fo.required),
         )
         converter = custom.converter
         if converter == "access_rules":
@@ -265,9 +262,9 @@ def load(descriptor_set: Path) -> Schema:
             out.kind, out.py_type, out.default = "map", "dict[str, str]", "{}"
             out.repeated = False
             return out
-        elif getattr(opts.message(messages[f.type_name][1]), "custom").converter:
+        elif opts.message(messages[f.type_name][1]).custom.converter:
             # A message the SDKs show as a dict: {entry.name: model(entry.config)}.
-            mconv = getattr(opts.message(messages[f.type_name][1]), "custom").converter
+            mconv = opts.message(messages[f.type_name][1]).custom.converter
             if mconv != "log_category_config_map":
                 raise SystemExit(f"unknown message converter {mconv!r} on {owner}.{f.name}")
             out.kind, out.target = "config_map", "LogCategoryConfig"
@@ -282,7 +279,7 @@ def load(descriptor_set: Path) -> Schema:
             out.py_type, out.default = f"list[{item_type}]", "[]"
         return out
 
-    for type_name, (file, m) in messages.items():
+    for file, m in messages.values():
         if not is_porcelain(m) or m.name in schema.unions:
             continue
         fields = [c for f in m.field if (c := convert_field(m.name, f)) is not None]
@@ -292,20 +289,20 @@ def load(descriptor_set: Path) -> Schema:
     for f in files:
         for s in f.service:
             so = opts.service(s)
-            if not targets_python(list(getattr(so, "targets"))):
+            if not targets_python(list(so.targets)):
                 continue
             svc = Service(
                 name=s.name,
                 file=f.name,
                 py_attr=snake(s.name),
                 methods=[],
-                id_prefix=str(getattr(so, "id_prefix")),
-                snapshot=not getattr(so, "disable_snapshot_vertical"),
+                id_prefix=str(so.id_prefix),
+                snapshot=not so.disable_snapshot_vertical,
             )
             for md in s.method:
-                if not targets_python(list(getattr(opts.method(md), "targets"))):
+                if not targets_python(list(opts.method(md).targets)):
                     continue
-                req_file, req = messages[md.input_type]
+                _, req = messages[md.input_type]
                 _, resp = messages[md.output_type]
                 meta = next((x for x in req.field if x.name == "meta"), None)
                 params = [c for x in req.field if (c := convert_field(req.name, x)) is not None]
@@ -320,7 +317,7 @@ def load(descriptor_set: Path) -> Schema:
                     has_get_meta=meta is not None and meta.type_name == ".v1.GetRequestMetadata",
                 )
                 if method.is_list:
-                    iterable = [x for x in resp.field if getattr(opts.field(x), "iterable")]
+                    iterable = [x for x in resp.field if opts.field(x).iterable]
                     assert len(iterable) == 1, f"{s.name}.{md.name}: no single iterable field"
                     method.list_field = iterable[0].name
                     method.item = convert_field(resp.name, iterable[0], force=True)
