@@ -1,0 +1,1 @@
+"""Benchmarks against the official SDK (see the README's benchmark section)."""

@@ -1,0 +1,3 @@
+from sdm_async.cli import main
+
+raise SystemExit(main())
