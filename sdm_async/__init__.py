@@ -16,6 +16,7 @@ from sdm_async._model import Model
 from sdm_async._pagination import AsyncPager
 from sdm_async._retry import RetryPolicy
 from sdm_async._rpc import Attempt, SigningInterceptor
+from sdm_async.bulk import Outcome
 from sdm_async.client import Client, SnapshotClient
 from sdm_async.errors import (
     AlreadyExistsError,
@@ -43,6 +44,7 @@ __all__ = [
     "InternalError",
     "Model",
     "NotFoundError",
+    "Outcome",
     "PermissionError",
     "RPCError",
     "RateLimitError",

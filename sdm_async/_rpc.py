@@ -20,6 +20,7 @@ import grpc
 import grpc.aio
 
 from sdm_async import errors
+from sdm_async._pacing import Pacer
 from sdm_async._retry import RetryPolicy
 from sdm_async._signing import API_VERSION, Signer
 
@@ -34,6 +35,7 @@ class MethodInfo(NamedTuple):
     name: str  # "Accounts.List": what the signature covers
     path: str  # "/v1.Accounts/List": what gRPC routes on
     deserialize: Callable[[bytes], Any]
+    rate_limited: bool = True  # the response carries `rate_limit`
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Transport:
         max_in_flight: int,
         channel_options: Sequence[tuple[str, Any]] = (),
         on_attempt: Callable[[Attempt], None] | None = None,
+        pace: bool = True,
     ) -> None:
         self.host = host
         self.insecure = insecure
@@ -125,6 +128,7 @@ class Transport:
         self._limit: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.pacer = Pacer() if pace else None
         self.in_flight = 0
         self.retries = 0
 
@@ -204,6 +208,8 @@ class Transport:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise errors.TimeoutError(f"{method.name}: timed out after {timeout} s")
+            pacer = self.pacer
+            bucket = await pacer.acquire(method.name) if pacer is not None else None
             started = time.perf_counter()
             error: errors.RPCError | None = None
             async with self._limit:
@@ -215,10 +221,16 @@ class Transport:
                     cause: BaseException = e
                 finally:
                     self.in_flight -= 1
+                    if pacer is not None:
+                        pacer.release(method.name, bucket)
             if error is None:
+                if pacer is not None and method.rate_limited:
+                    pacer.observe(method.name, response.rate_limit)
                 if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
                     self._report(method.name, attempt, time.perf_counter() - started, None, None)
                 return response
+            if pacer is not None and isinstance(error, errors.RateLimitError) and error.rate_limit:
+                pacer.observe(method.name, error.rate_limit)
             duration = time.perf_counter() - started
             wait = self.retry.delay(
                 error,

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from sdm_async import bulk as _bulk
 from sdm_async._generated.services import Services, SnapshotServices
 from sdm_async._generated.v1 import spec_pb2
 from sdm_async._model import ts_to_pb
 from sdm_async._retry import RetryPolicy
 from sdm_async._rpc import Attempt, Transport
 from sdm_async._signing import Signer, decode_secret
+from sdm_async.bulk import Outcome
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_IN_FLIGHT", "Client", "SnapshotClient"]
 
@@ -23,6 +25,7 @@ DEFAULT_HOST = "app.strongdm.com:443"
 DEFAULT_MAX_IN_FLIGHT = 64
 USER_AGENT = f"sdm-async/{VERSION}"
 MAX_PAGE_LIMIT = 1000
+R = TypeVar("R")
 
 
 def _check_access_key(api_access_key: object) -> str:
@@ -49,6 +52,8 @@ class Client(Services):
     - `user_agent`: sent as `x-sdm-user-agent`.
     - `channel_options`: extra gRPC channel arguments.
     - `on_attempt`: called with an `Attempt` after every attempt (for metrics).
+    - `pace_rate_limits`: hold calls when the rate-limit budget is spent, rather than have
+      the server refuse them.
 
     Use `async with Client(...) as client:` or `await client.close()`. Channels are created
     on first use inside the running event loop.
@@ -68,6 +73,7 @@ class Client(Services):
         user_agent: str = USER_AGENT,
         channel_options: Sequence[tuple[str, Any]] = (),
         on_attempt: Callable[[Attempt], None] | None = None,
+        pace_rate_limits: bool = True,
     ) -> None:
         access_key = _check_access_key(api_access_key)
         secret = decode_secret(api_secret)
@@ -98,6 +104,7 @@ class Client(Services):
             max_in_flight=max_in_flight,
             channel_options=channel_options,
             on_attempt=on_attempt,
+            pace=pace_rate_limits,
         )
         self._bind_services(self._transport, page_limit)
 
@@ -125,6 +132,37 @@ class Client(Services):
     def retries(self) -> int:
         """Retries made so far by this client."""
         return self._transport.retries
+
+    async def bulk(
+        self,
+        method: Callable[..., Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        progress: bool = False,
+    ) -> list[Outcome[Any, R]]:
+        """Call `method` (e.g. `client.accounts.create`) once per item, at most `concurrency`
+        at once (default: the client's `max_in_flight`). One `Outcome` per item, in input
+        order; per-item failures are in `outcome.error`, never raised. A tuple item is
+        spread as positional arguments."""
+        _bulk.check_method(method, self._transport)
+        return await _bulk.bulk(
+            method, items, concurrency=concurrency or self.max_in_flight, progress=progress
+        )
+
+    def bulk_iter(
+        self,
+        method: Callable[..., Awaitable[R]],
+        items: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        progress: bool = False,
+    ) -> _bulk.BulkIterator[R]:
+        """Like `bulk`, but yields outcomes as they complete (`async for`)."""
+        _bulk.check_method(method, self._transport)
+        return _bulk.bulk_iter(
+            method, items, concurrency=concurrency or self.max_in_flight, progress=progress
+        )
 
     def snapshot_at(self, snapshot_datetime: datetime.datetime) -> SnapshotClient:
         """A read-only client that sees the organisation as it was at `snapshot_datetime`."""

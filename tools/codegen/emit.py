@@ -340,7 +340,8 @@ def _services_module(schema: Schema, file: str) -> str | None:
         for m in s.methods:
             out.append(
                 f'_{snake_upper(m.name)} = MethodInfo("{s.name}.{m.name}", '
-                f'"/v1.{s.name}/{m.name}", {_pb(schema, m.response)}.FromString)'
+                f'"/v1.{s.name}/{m.name}", {_pb(schema, m.response)}.FromString, '
+                f"{m.has_rate_limit})"
             )
         out += ["", ""]
         out.append(f"class {s.name}(_Service):")

@@ -104,6 +104,7 @@ class Method:
     list_field: str = ""  # repeated field of the response that a list iterates
     item: Field | None = None
     has_get_meta: bool = False  # request.meta is GetRequestMetadata (snapshot-able)
+    has_rate_limit: bool = False  # the response carries RateLimitMetadata
 
 
 @dataclass
@@ -315,6 +316,7 @@ def load(descriptor_set: Path) -> Schema:
                     params=params,
                     is_list=meta is not None and meta.type_name == ".v1.ListRequestMetadata",
                     has_get_meta=meta is not None and meta.type_name == ".v1.GetRequestMetadata",
+                    has_rate_limit=any(x.name == "rate_limit" for x in resp.field),
                 )
                 if method.is_list:
                     iterable = [x for x in resp.field if opts.field(x).iterable]

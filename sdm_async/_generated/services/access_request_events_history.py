@@ -13,7 +13,7 @@ from ..v1 import access_request_events_history_pb2 as access_request_events_hist
 from ..models.access_request_events_history import AccessRequestEventHistory, from_pb_AccessRequestEventHistory
 
 
-_LIST = MethodInfo("AccessRequestEventsHistory.List", "/v1.AccessRequestEventsHistory/List", access_request_events_history_pb2.AccessRequestEventHistoryListResponse.FromString)
+_LIST = MethodInfo("AccessRequestEventsHistory.List", "/v1.AccessRequestEventsHistory/List", access_request_events_history_pb2.AccessRequestEventHistoryListResponse.FromString, True)
 
 
 class AccessRequestEventsHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import access_requests_pb2 as access_requests_pb2
 from ..models.access_requests import AccessRequest, from_pb_AccessRequest
 
 
-_LIST = MethodInfo("AccessRequests.List", "/v1.AccessRequests/List", access_requests_pb2.AccessRequestListResponse.FromString)
+_LIST = MethodInfo("AccessRequests.List", "/v1.AccessRequests/List", access_requests_pb2.AccessRequestListResponse.FromString, True)
 
 
 class AccessRequests(_Service):

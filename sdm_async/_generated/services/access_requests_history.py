@@ -13,7 +13,7 @@ from ..v1 import access_requests_history_pb2 as access_requests_history_pb2
 from ..models.access_requests_history import AccessRequestHistory, from_pb_AccessRequestHistory
 
 
-_LIST = MethodInfo("AccessRequestsHistory.List", "/v1.AccessRequestsHistory/List", access_requests_history_pb2.AccessRequestHistoryListResponse.FromString)
+_LIST = MethodInfo("AccessRequestsHistory.List", "/v1.AccessRequestsHistory/List", access_requests_history_pb2.AccessRequestHistoryListResponse.FromString, True)
 
 
 class AccessRequestsHistory(_Service):

@@ -13,10 +13,10 @@ from ..v1 import account_attachments_pb2 as account_attachments_pb2
 from ..models.account_attachments import AccountAttachment, AccountAttachmentCreateResponse, AccountAttachmentDeleteResponse, AccountAttachmentGetResponse, from_pb_AccountAttachment, from_pb_AccountAttachmentCreateResponse, from_pb_AccountAttachmentDeleteResponse, from_pb_AccountAttachmentGetResponse, to_pb_AccountAttachment
 
 
-_CREATE = MethodInfo("AccountAttachments.Create", "/v1.AccountAttachments/Create", account_attachments_pb2.AccountAttachmentCreateResponse.FromString)
-_GET = MethodInfo("AccountAttachments.Get", "/v1.AccountAttachments/Get", account_attachments_pb2.AccountAttachmentGetResponse.FromString)
-_DELETE = MethodInfo("AccountAttachments.Delete", "/v1.AccountAttachments/Delete", account_attachments_pb2.AccountAttachmentDeleteResponse.FromString)
-_LIST = MethodInfo("AccountAttachments.List", "/v1.AccountAttachments/List", account_attachments_pb2.AccountAttachmentListResponse.FromString)
+_CREATE = MethodInfo("AccountAttachments.Create", "/v1.AccountAttachments/Create", account_attachments_pb2.AccountAttachmentCreateResponse.FromString, True)
+_GET = MethodInfo("AccountAttachments.Get", "/v1.AccountAttachments/Get", account_attachments_pb2.AccountAttachmentGetResponse.FromString, True)
+_DELETE = MethodInfo("AccountAttachments.Delete", "/v1.AccountAttachments/Delete", account_attachments_pb2.AccountAttachmentDeleteResponse.FromString, True)
+_LIST = MethodInfo("AccountAttachments.List", "/v1.AccountAttachments/List", account_attachments_pb2.AccountAttachmentListResponse.FromString, True)
 
 
 class AccountAttachments(_Service):

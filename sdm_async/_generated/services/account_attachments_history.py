@@ -13,7 +13,7 @@ from ..v1 import account_attachments_history_pb2 as account_attachments_history_
 from ..models.account_attachments_history import AccountAttachmentHistory, from_pb_AccountAttachmentHistory
 
 
-_LIST = MethodInfo("AccountAttachmentsHistory.List", "/v1.AccountAttachmentsHistory/List", account_attachments_history_pb2.AccountAttachmentHistoryListResponse.FromString)
+_LIST = MethodInfo("AccountAttachmentsHistory.List", "/v1.AccountAttachmentsHistory/List", account_attachments_history_pb2.AccountAttachmentHistoryListResponse.FromString, True)
 
 
 class AccountAttachmentsHistory(_Service):

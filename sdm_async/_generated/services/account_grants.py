@@ -13,10 +13,10 @@ from ..v1 import account_grants_pb2 as account_grants_pb2
 from ..models.account_grants import AccountGrant, AccountGrantCreateResponse, AccountGrantDeleteResponse, AccountGrantGetResponse, from_pb_AccountGrant, from_pb_AccountGrantCreateResponse, from_pb_AccountGrantDeleteResponse, from_pb_AccountGrantGetResponse, to_pb_AccountGrant
 
 
-_CREATE = MethodInfo("AccountGrants.Create", "/v1.AccountGrants/Create", account_grants_pb2.AccountGrantCreateResponse.FromString)
-_GET = MethodInfo("AccountGrants.Get", "/v1.AccountGrants/Get", account_grants_pb2.AccountGrantGetResponse.FromString)
-_DELETE = MethodInfo("AccountGrants.Delete", "/v1.AccountGrants/Delete", account_grants_pb2.AccountGrantDeleteResponse.FromString)
-_LIST = MethodInfo("AccountGrants.List", "/v1.AccountGrants/List", account_grants_pb2.AccountGrantListResponse.FromString)
+_CREATE = MethodInfo("AccountGrants.Create", "/v1.AccountGrants/Create", account_grants_pb2.AccountGrantCreateResponse.FromString, True)
+_GET = MethodInfo("AccountGrants.Get", "/v1.AccountGrants/Get", account_grants_pb2.AccountGrantGetResponse.FromString, True)
+_DELETE = MethodInfo("AccountGrants.Delete", "/v1.AccountGrants/Delete", account_grants_pb2.AccountGrantDeleteResponse.FromString, True)
+_LIST = MethodInfo("AccountGrants.List", "/v1.AccountGrants/List", account_grants_pb2.AccountGrantListResponse.FromString, True)
 
 
 class AccountGrants(_Service):

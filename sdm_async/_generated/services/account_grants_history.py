@@ -13,7 +13,7 @@ from ..v1 import account_grants_history_pb2 as account_grants_history_pb2
 from ..models.account_grants_history import AccountGrantHistory, from_pb_AccountGrantHistory
 
 
-_LIST = MethodInfo("AccountGrantsHistory.List", "/v1.AccountGrantsHistory/List", account_grants_history_pb2.AccountGrantHistoryListResponse.FromString)
+_LIST = MethodInfo("AccountGrantsHistory.List", "/v1.AccountGrantsHistory/List", account_grants_history_pb2.AccountGrantHistoryListResponse.FromString, True)
 
 
 class AccountGrantsHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import account_permissions_pb2 as account_permissions_pb2
 from ..models.account_permissions import AccountPermission, from_pb_AccountPermission
 
 
-_LIST = MethodInfo("AccountPermissions.List", "/v1.AccountPermissions/List", account_permissions_pb2.AccountPermissionListResponse.FromString)
+_LIST = MethodInfo("AccountPermissions.List", "/v1.AccountPermissions/List", account_permissions_pb2.AccountPermissionListResponse.FromString, True)
 
 
 class AccountPermissions(_Service):

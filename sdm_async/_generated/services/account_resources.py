@@ -13,7 +13,7 @@ from ..v1 import account_resources_pb2 as account_resources_pb2
 from ..models.account_resources import AccountResource, from_pb_AccountResource
 
 
-_LIST = MethodInfo("AccountResources.List", "/v1.AccountResources/List", account_resources_pb2.AccountResourceListResponse.FromString)
+_LIST = MethodInfo("AccountResources.List", "/v1.AccountResources/List", account_resources_pb2.AccountResourceListResponse.FromString, True)
 
 
 class AccountResources(_Service):

@@ -13,7 +13,7 @@ from ..v1 import account_resources_history_pb2 as account_resources_history_pb2
 from ..models.account_resources_history import AccountResourceHistory, from_pb_AccountResourceHistory
 
 
-_LIST = MethodInfo("AccountResourcesHistory.List", "/v1.AccountResourcesHistory/List", account_resources_history_pb2.AccountResourceHistoryListResponse.FromString)
+_LIST = MethodInfo("AccountResourcesHistory.List", "/v1.AccountResourcesHistory/List", account_resources_history_pb2.AccountResourceHistoryListResponse.FromString, True)
 
 
 class AccountResourcesHistory(_Service):

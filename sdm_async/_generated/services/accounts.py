@@ -13,11 +13,11 @@ from ..v1 import accounts_pb2 as accounts_pb2
 from ..models.accounts import Account, AccountCreateResponse, AccountDeleteResponse, AccountGetResponse, AccountUpdateResponse, from_pb_Account, from_pb_AccountCreateResponse, from_pb_AccountDeleteResponse, from_pb_AccountGetResponse, from_pb_AccountUpdateResponse, to_pb_Account
 
 
-_CREATE = MethodInfo("Accounts.Create", "/v1.Accounts/Create", accounts_pb2.AccountCreateResponse.FromString)
-_GET = MethodInfo("Accounts.Get", "/v1.Accounts/Get", accounts_pb2.AccountGetResponse.FromString)
-_UPDATE = MethodInfo("Accounts.Update", "/v1.Accounts/Update", accounts_pb2.AccountUpdateResponse.FromString)
-_DELETE = MethodInfo("Accounts.Delete", "/v1.Accounts/Delete", accounts_pb2.AccountDeleteResponse.FromString)
-_LIST = MethodInfo("Accounts.List", "/v1.Accounts/List", accounts_pb2.AccountListResponse.FromString)
+_CREATE = MethodInfo("Accounts.Create", "/v1.Accounts/Create", accounts_pb2.AccountCreateResponse.FromString, True)
+_GET = MethodInfo("Accounts.Get", "/v1.Accounts/Get", accounts_pb2.AccountGetResponse.FromString, True)
+_UPDATE = MethodInfo("Accounts.Update", "/v1.Accounts/Update", accounts_pb2.AccountUpdateResponse.FromString, True)
+_DELETE = MethodInfo("Accounts.Delete", "/v1.Accounts/Delete", accounts_pb2.AccountDeleteResponse.FromString, True)
+_LIST = MethodInfo("Accounts.List", "/v1.Accounts/List", accounts_pb2.AccountListResponse.FromString, True)
 
 
 class Accounts(_Service):

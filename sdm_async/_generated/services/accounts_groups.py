@@ -13,10 +13,10 @@ from ..v1 import accounts_groups_pb2 as accounts_groups_pb2
 from ..models.accounts_groups import AccountGroup, AccountGroupCreateResponse, AccountGroupDeleteResponse, AccountGroupGetResponse, from_pb_AccountGroup, from_pb_AccountGroupCreateResponse, from_pb_AccountGroupDeleteResponse, from_pb_AccountGroupGetResponse, to_pb_AccountGroup
 
 
-_CREATE = MethodInfo("AccountsGroups.Create", "/v1.AccountsGroups/Create", accounts_groups_pb2.AccountGroupCreateResponse.FromString)
-_GET = MethodInfo("AccountsGroups.Get", "/v1.AccountsGroups/Get", accounts_groups_pb2.AccountGroupGetResponse.FromString)
-_DELETE = MethodInfo("AccountsGroups.Delete", "/v1.AccountsGroups/Delete", accounts_groups_pb2.AccountGroupDeleteResponse.FromString)
-_LIST = MethodInfo("AccountsGroups.List", "/v1.AccountsGroups/List", accounts_groups_pb2.AccountGroupListResponse.FromString)
+_CREATE = MethodInfo("AccountsGroups.Create", "/v1.AccountsGroups/Create", accounts_groups_pb2.AccountGroupCreateResponse.FromString, True)
+_GET = MethodInfo("AccountsGroups.Get", "/v1.AccountsGroups/Get", accounts_groups_pb2.AccountGroupGetResponse.FromString, True)
+_DELETE = MethodInfo("AccountsGroups.Delete", "/v1.AccountsGroups/Delete", accounts_groups_pb2.AccountGroupDeleteResponse.FromString, True)
+_LIST = MethodInfo("AccountsGroups.List", "/v1.AccountsGroups/List", accounts_groups_pb2.AccountGroupListResponse.FromString, True)
 
 
 class AccountsGroups(_Service):

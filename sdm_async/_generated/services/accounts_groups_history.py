@@ -13,7 +13,7 @@ from ..v1 import accounts_groups_history_pb2 as accounts_groups_history_pb2
 from ..models.accounts_groups_history import AccountGroupHistory, from_pb_AccountGroupHistory
 
 
-_LIST = MethodInfo("AccountsGroupsHistory.List", "/v1.AccountsGroupsHistory/List", accounts_groups_history_pb2.AccountGroupHistoryListResponse.FromString)
+_LIST = MethodInfo("AccountsGroupsHistory.List", "/v1.AccountsGroupsHistory/List", accounts_groups_history_pb2.AccountGroupHistoryListResponse.FromString, True)
 
 
 class AccountsGroupsHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import accounts_history_pb2 as accounts_history_pb2
 from ..models.accounts_history import AccountHistory, from_pb_AccountHistory
 
 
-_LIST = MethodInfo("AccountsHistory.List", "/v1.AccountsHistory/List", accounts_history_pb2.AccountHistoryListResponse.FromString)
+_LIST = MethodInfo("AccountsHistory.List", "/v1.AccountsHistory/List", accounts_history_pb2.AccountHistoryListResponse.FromString, True)
 
 
 class AccountsHistory(_Service):

@@ -13,8 +13,8 @@ from ..v1 import activities_pb2 as activities_pb2
 from ..models.activities import Activity, ActivityGetResponse, from_pb_Activity, from_pb_ActivityGetResponse
 
 
-_GET = MethodInfo("Activities.Get", "/v1.Activities/Get", activities_pb2.ActivityGetResponse.FromString)
-_LIST = MethodInfo("Activities.List", "/v1.Activities/List", activities_pb2.ActivityListResponse.FromString)
+_GET = MethodInfo("Activities.Get", "/v1.Activities/Get", activities_pb2.ActivityGetResponse.FromString, True)
+_LIST = MethodInfo("Activities.List", "/v1.Activities/List", activities_pb2.ActivityListResponse.FromString, True)
 
 
 class Activities(_Service):

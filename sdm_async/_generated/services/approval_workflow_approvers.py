@@ -13,10 +13,10 @@ from ..v1 import approval_workflow_approvers_pb2 as approval_workflow_approvers_
 from ..models.approval_workflow_approvers import ApprovalWorkflowApprover, ApprovalWorkflowApproverCreateResponse, ApprovalWorkflowApproverDeleteResponse, ApprovalWorkflowApproverGetResponse, from_pb_ApprovalWorkflowApprover, from_pb_ApprovalWorkflowApproverCreateResponse, from_pb_ApprovalWorkflowApproverDeleteResponse, from_pb_ApprovalWorkflowApproverGetResponse, to_pb_ApprovalWorkflowApprover
 
 
-_CREATE = MethodInfo("ApprovalWorkflowApprovers.Create", "/v1.ApprovalWorkflowApprovers/Create", approval_workflow_approvers_pb2.ApprovalWorkflowApproverCreateResponse.FromString)
-_GET = MethodInfo("ApprovalWorkflowApprovers.Get", "/v1.ApprovalWorkflowApprovers/Get", approval_workflow_approvers_pb2.ApprovalWorkflowApproverGetResponse.FromString)
-_DELETE = MethodInfo("ApprovalWorkflowApprovers.Delete", "/v1.ApprovalWorkflowApprovers/Delete", approval_workflow_approvers_pb2.ApprovalWorkflowApproverDeleteResponse.FromString)
-_LIST = MethodInfo("ApprovalWorkflowApprovers.List", "/v1.ApprovalWorkflowApprovers/List", approval_workflow_approvers_pb2.ApprovalWorkflowApproverListResponse.FromString)
+_CREATE = MethodInfo("ApprovalWorkflowApprovers.Create", "/v1.ApprovalWorkflowApprovers/Create", approval_workflow_approvers_pb2.ApprovalWorkflowApproverCreateResponse.FromString, True)
+_GET = MethodInfo("ApprovalWorkflowApprovers.Get", "/v1.ApprovalWorkflowApprovers/Get", approval_workflow_approvers_pb2.ApprovalWorkflowApproverGetResponse.FromString, True)
+_DELETE = MethodInfo("ApprovalWorkflowApprovers.Delete", "/v1.ApprovalWorkflowApprovers/Delete", approval_workflow_approvers_pb2.ApprovalWorkflowApproverDeleteResponse.FromString, True)
+_LIST = MethodInfo("ApprovalWorkflowApprovers.List", "/v1.ApprovalWorkflowApprovers/List", approval_workflow_approvers_pb2.ApprovalWorkflowApproverListResponse.FromString, True)
 
 
 class ApprovalWorkflowApprovers(_Service):

@@ -13,7 +13,7 @@ from ..v1 import approval_workflow_approvers_history_pb2 as approval_workflow_ap
 from ..models.approval_workflow_approvers_history import ApprovalWorkflowApproverHistory, from_pb_ApprovalWorkflowApproverHistory
 
 
-_LIST = MethodInfo("ApprovalWorkflowApproversHistory.List", "/v1.ApprovalWorkflowApproversHistory/List", approval_workflow_approvers_history_pb2.ApprovalWorkflowApproverHistoryListResponse.FromString)
+_LIST = MethodInfo("ApprovalWorkflowApproversHistory.List", "/v1.ApprovalWorkflowApproversHistory/List", approval_workflow_approvers_history_pb2.ApprovalWorkflowApproverHistoryListResponse.FromString, True)
 
 
 class ApprovalWorkflowApproversHistory(_Service):

@@ -13,10 +13,10 @@ from ..v1 import approval_workflow_steps_pb2 as approval_workflow_steps_pb2
 from ..models.approval_workflow_steps import ApprovalWorkflowStep, ApprovalWorkflowStepCreateResponse, ApprovalWorkflowStepDeleteResponse, ApprovalWorkflowStepGetResponse, from_pb_ApprovalWorkflowStep, from_pb_ApprovalWorkflowStepCreateResponse, from_pb_ApprovalWorkflowStepDeleteResponse, from_pb_ApprovalWorkflowStepGetResponse, to_pb_ApprovalWorkflowStep
 
 
-_CREATE = MethodInfo("ApprovalWorkflowSteps.Create", "/v1.ApprovalWorkflowSteps/Create", approval_workflow_steps_pb2.ApprovalWorkflowStepCreateResponse.FromString)
-_GET = MethodInfo("ApprovalWorkflowSteps.Get", "/v1.ApprovalWorkflowSteps/Get", approval_workflow_steps_pb2.ApprovalWorkflowStepGetResponse.FromString)
-_DELETE = MethodInfo("ApprovalWorkflowSteps.Delete", "/v1.ApprovalWorkflowSteps/Delete", approval_workflow_steps_pb2.ApprovalWorkflowStepDeleteResponse.FromString)
-_LIST = MethodInfo("ApprovalWorkflowSteps.List", "/v1.ApprovalWorkflowSteps/List", approval_workflow_steps_pb2.ApprovalWorkflowStepListResponse.FromString)
+_CREATE = MethodInfo("ApprovalWorkflowSteps.Create", "/v1.ApprovalWorkflowSteps/Create", approval_workflow_steps_pb2.ApprovalWorkflowStepCreateResponse.FromString, True)
+_GET = MethodInfo("ApprovalWorkflowSteps.Get", "/v1.ApprovalWorkflowSteps/Get", approval_workflow_steps_pb2.ApprovalWorkflowStepGetResponse.FromString, True)
+_DELETE = MethodInfo("ApprovalWorkflowSteps.Delete", "/v1.ApprovalWorkflowSteps/Delete", approval_workflow_steps_pb2.ApprovalWorkflowStepDeleteResponse.FromString, True)
+_LIST = MethodInfo("ApprovalWorkflowSteps.List", "/v1.ApprovalWorkflowSteps/List", approval_workflow_steps_pb2.ApprovalWorkflowStepListResponse.FromString, True)
 
 
 class ApprovalWorkflowSteps(_Service):

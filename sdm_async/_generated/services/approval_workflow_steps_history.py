@@ -13,7 +13,7 @@ from ..v1 import approval_workflow_steps_history_pb2 as approval_workflow_steps_
 from ..models.approval_workflow_steps_history import ApprovalWorkflowStepHistory, from_pb_ApprovalWorkflowStepHistory
 
 
-_LIST = MethodInfo("ApprovalWorkflowStepsHistory.List", "/v1.ApprovalWorkflowStepsHistory/List", approval_workflow_steps_history_pb2.ApprovalWorkflowStepHistoryListResponse.FromString)
+_LIST = MethodInfo("ApprovalWorkflowStepsHistory.List", "/v1.ApprovalWorkflowStepsHistory/List", approval_workflow_steps_history_pb2.ApprovalWorkflowStepHistoryListResponse.FromString, True)
 
 
 class ApprovalWorkflowStepsHistory(_Service):

@@ -13,11 +13,11 @@ from ..v1 import approval_workflows_pb2 as approval_workflows_pb2
 from ..models.approval_workflows import ApprovalWorkflow, ApprovalWorkflowCreateResponse, ApprovalWorkflowDeleteResponse, ApprovalWorkflowGetResponse, ApprovalWorkflowUpdateResponse, from_pb_ApprovalWorkflow, from_pb_ApprovalWorkflowCreateResponse, from_pb_ApprovalWorkflowDeleteResponse, from_pb_ApprovalWorkflowGetResponse, from_pb_ApprovalWorkflowUpdateResponse, to_pb_ApprovalWorkflow
 
 
-_CREATE = MethodInfo("ApprovalWorkflows.Create", "/v1.ApprovalWorkflows/Create", approval_workflows_pb2.ApprovalWorkflowCreateResponse.FromString)
-_GET = MethodInfo("ApprovalWorkflows.Get", "/v1.ApprovalWorkflows/Get", approval_workflows_pb2.ApprovalWorkflowGetResponse.FromString)
-_DELETE = MethodInfo("ApprovalWorkflows.Delete", "/v1.ApprovalWorkflows/Delete", approval_workflows_pb2.ApprovalWorkflowDeleteResponse.FromString)
-_UPDATE = MethodInfo("ApprovalWorkflows.Update", "/v1.ApprovalWorkflows/Update", approval_workflows_pb2.ApprovalWorkflowUpdateResponse.FromString)
-_LIST = MethodInfo("ApprovalWorkflows.List", "/v1.ApprovalWorkflows/List", approval_workflows_pb2.ApprovalWorkflowListResponse.FromString)
+_CREATE = MethodInfo("ApprovalWorkflows.Create", "/v1.ApprovalWorkflows/Create", approval_workflows_pb2.ApprovalWorkflowCreateResponse.FromString, True)
+_GET = MethodInfo("ApprovalWorkflows.Get", "/v1.ApprovalWorkflows/Get", approval_workflows_pb2.ApprovalWorkflowGetResponse.FromString, True)
+_DELETE = MethodInfo("ApprovalWorkflows.Delete", "/v1.ApprovalWorkflows/Delete", approval_workflows_pb2.ApprovalWorkflowDeleteResponse.FromString, True)
+_UPDATE = MethodInfo("ApprovalWorkflows.Update", "/v1.ApprovalWorkflows/Update", approval_workflows_pb2.ApprovalWorkflowUpdateResponse.FromString, True)
+_LIST = MethodInfo("ApprovalWorkflows.List", "/v1.ApprovalWorkflows/List", approval_workflows_pb2.ApprovalWorkflowListResponse.FromString, True)
 
 
 class ApprovalWorkflows(_Service):

@@ -13,7 +13,7 @@ from ..v1 import approval_workflows_history_pb2 as approval_workflows_history_pb
 from ..models.approval_workflows_history import ApprovalWorkflowHistory, from_pb_ApprovalWorkflowHistory
 
 
-_LIST = MethodInfo("ApprovalWorkflowsHistory.List", "/v1.ApprovalWorkflowsHistory/List", approval_workflows_history_pb2.ApprovalWorkflowHistoryListResponse.FromString)
+_LIST = MethodInfo("ApprovalWorkflowsHistory.List", "/v1.ApprovalWorkflowsHistory/List", approval_workflows_history_pb2.ApprovalWorkflowHistoryListResponse.FromString, True)
 
 
 class ApprovalWorkflowsHistory(_Service):

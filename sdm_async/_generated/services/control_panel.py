@@ -13,10 +13,10 @@ from ..v1 import control_panel_pb2 as control_panel_pb2
 from ..models.control_panel import ControlPanelGetOrgURLInfoResponse, ControlPanelGetRDPCAPublicKeyResponse, ControlPanelGetSSHCAPublicKeyResponse, ControlPanelVerifyJWTResponse, from_pb_ControlPanelGetOrgURLInfoResponse, from_pb_ControlPanelGetRDPCAPublicKeyResponse, from_pb_ControlPanelGetSSHCAPublicKeyResponse, from_pb_ControlPanelVerifyJWTResponse
 
 
-_GET_SSHCA_PUBLIC_KEY = MethodInfo("ControlPanel.GetSSHCAPublicKey", "/v1.ControlPanel/GetSSHCAPublicKey", control_panel_pb2.ControlPanelGetSSHCAPublicKeyResponse.FromString)
-_GET_RDPCA_PUBLIC_KEY = MethodInfo("ControlPanel.GetRDPCAPublicKey", "/v1.ControlPanel/GetRDPCAPublicKey", control_panel_pb2.ControlPanelGetRDPCAPublicKeyResponse.FromString)
-_GET_ORG_URL_INFO = MethodInfo("ControlPanel.GetOrgURLInfo", "/v1.ControlPanel/GetOrgURLInfo", control_panel_pb2.ControlPanelGetOrgURLInfoResponse.FromString)
-_VERIFY_JWT = MethodInfo("ControlPanel.VerifyJWT", "/v1.ControlPanel/VerifyJWT", control_panel_pb2.ControlPanelVerifyJWTResponse.FromString)
+_GET_SSHCA_PUBLIC_KEY = MethodInfo("ControlPanel.GetSSHCAPublicKey", "/v1.ControlPanel/GetSSHCAPublicKey", control_panel_pb2.ControlPanelGetSSHCAPublicKeyResponse.FromString, True)
+_GET_RDPCA_PUBLIC_KEY = MethodInfo("ControlPanel.GetRDPCAPublicKey", "/v1.ControlPanel/GetRDPCAPublicKey", control_panel_pb2.ControlPanelGetRDPCAPublicKeyResponse.FromString, True)
+_GET_ORG_URL_INFO = MethodInfo("ControlPanel.GetOrgURLInfo", "/v1.ControlPanel/GetOrgURLInfo", control_panel_pb2.ControlPanelGetOrgURLInfoResponse.FromString, True)
+_VERIFY_JWT = MethodInfo("ControlPanel.VerifyJWT", "/v1.ControlPanel/VerifyJWT", control_panel_pb2.ControlPanelVerifyJWTResponse.FromString, True)
 
 
 class ControlPanel(_Service):

@@ -13,11 +13,11 @@ from ..v1 import discovery_connectors_pb2 as discovery_connectors_pb2
 from ..models.discovery_connectors import Connector, ConnectorCreateResponse, ConnectorDeleteResponse, ConnectorGetResponse, ConnectorUpdateResponse, from_pb_Connector, from_pb_ConnectorCreateResponse, from_pb_ConnectorDeleteResponse, from_pb_ConnectorGetResponse, from_pb_ConnectorUpdateResponse, to_pb_Connector
 
 
-_CREATE = MethodInfo("DiscoveryConnectors.Create", "/v1.DiscoveryConnectors/Create", discovery_connectors_pb2.ConnectorCreateResponse.FromString)
-_GET = MethodInfo("DiscoveryConnectors.Get", "/v1.DiscoveryConnectors/Get", discovery_connectors_pb2.ConnectorGetResponse.FromString)
-_UPDATE = MethodInfo("DiscoveryConnectors.Update", "/v1.DiscoveryConnectors/Update", discovery_connectors_pb2.ConnectorUpdateResponse.FromString)
-_DELETE = MethodInfo("DiscoveryConnectors.Delete", "/v1.DiscoveryConnectors/Delete", discovery_connectors_pb2.ConnectorDeleteResponse.FromString)
-_LIST = MethodInfo("DiscoveryConnectors.List", "/v1.DiscoveryConnectors/List", discovery_connectors_pb2.ConnectorListResponse.FromString)
+_CREATE = MethodInfo("DiscoveryConnectors.Create", "/v1.DiscoveryConnectors/Create", discovery_connectors_pb2.ConnectorCreateResponse.FromString, True)
+_GET = MethodInfo("DiscoveryConnectors.Get", "/v1.DiscoveryConnectors/Get", discovery_connectors_pb2.ConnectorGetResponse.FromString, True)
+_UPDATE = MethodInfo("DiscoveryConnectors.Update", "/v1.DiscoveryConnectors/Update", discovery_connectors_pb2.ConnectorUpdateResponse.FromString, True)
+_DELETE = MethodInfo("DiscoveryConnectors.Delete", "/v1.DiscoveryConnectors/Delete", discovery_connectors_pb2.ConnectorDeleteResponse.FromString, True)
+_LIST = MethodInfo("DiscoveryConnectors.List", "/v1.DiscoveryConnectors/List", discovery_connectors_pb2.ConnectorListResponse.FromString, True)
 
 
 class DiscoveryConnectors(_Service):

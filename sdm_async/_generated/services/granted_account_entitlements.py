@@ -13,7 +13,7 @@ from ..v1 import granted_account_entitlements_pb2 as granted_account_entitlement
 from ..models.granted_account_entitlements import GrantedAccountEntitlement, from_pb_GrantedAccountEntitlement
 
 
-_LIST = MethodInfo("GrantedAccountEntitlements.List", "/v1.GrantedAccountEntitlements/List", granted_account_entitlements_pb2.GrantedAccountEntitlementListResponse.FromString)
+_LIST = MethodInfo("GrantedAccountEntitlements.List", "/v1.GrantedAccountEntitlements/List", granted_account_entitlements_pb2.GrantedAccountEntitlementListResponse.FromString, True)
 
 
 class GrantedAccountEntitlements(_Service):

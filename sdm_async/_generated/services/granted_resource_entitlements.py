@@ -13,7 +13,7 @@ from ..v1 import granted_resource_entitlements_pb2 as granted_resource_entitleme
 from ..models.granted_resource_entitlements import GrantedResourceEntitlement, from_pb_GrantedResourceEntitlement
 
 
-_LIST = MethodInfo("GrantedResourceEntitlements.List", "/v1.GrantedResourceEntitlements/List", granted_resource_entitlements_pb2.GrantedResourceEntitlementListResponse.FromString)
+_LIST = MethodInfo("GrantedResourceEntitlements.List", "/v1.GrantedResourceEntitlements/List", granted_resource_entitlements_pb2.GrantedResourceEntitlementListResponse.FromString, True)
 
 
 class GrantedResourceEntitlements(_Service):

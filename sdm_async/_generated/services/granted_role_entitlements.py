@@ -13,7 +13,7 @@ from ..v1 import granted_role_entitlements_pb2 as granted_role_entitlements_pb2
 from ..models.granted_role_entitlements import GrantedRoleEntitlement, from_pb_GrantedRoleEntitlement
 
 
-_LIST = MethodInfo("GrantedRoleEntitlements.List", "/v1.GrantedRoleEntitlements/List", granted_role_entitlements_pb2.GrantedRoleEntitlementListResponse.FromString)
+_LIST = MethodInfo("GrantedRoleEntitlements.List", "/v1.GrantedRoleEntitlements/List", granted_role_entitlements_pb2.GrantedRoleEntitlementListResponse.FromString, True)
 
 
 class GrantedRoleEntitlements(_Service):

@@ -13,12 +13,12 @@ from ..v1 import groups_pb2 as groups_pb2
 from ..models.groups import Group, GroupCreateFromRolesResponse, GroupCreateResponse, GroupDeleteResponse, GroupGetResponse, GroupUpdateResponse, from_pb_Group, from_pb_GroupCreateFromRolesResponse, from_pb_GroupCreateResponse, from_pb_GroupDeleteResponse, from_pb_GroupGetResponse, from_pb_GroupUpdateResponse, to_pb_Group
 
 
-_CREATE = MethodInfo("Groups.Create", "/v1.Groups/Create", groups_pb2.GroupCreateResponse.FromString)
-_CREATE_FROM_ROLES = MethodInfo("Groups.CreateFromRoles", "/v1.Groups/CreateFromRoles", groups_pb2.GroupCreateFromRolesResponse.FromString)
-_GET = MethodInfo("Groups.Get", "/v1.Groups/Get", groups_pb2.GroupGetResponse.FromString)
-_UPDATE = MethodInfo("Groups.Update", "/v1.Groups/Update", groups_pb2.GroupUpdateResponse.FromString)
-_DELETE = MethodInfo("Groups.Delete", "/v1.Groups/Delete", groups_pb2.GroupDeleteResponse.FromString)
-_LIST = MethodInfo("Groups.List", "/v1.Groups/List", groups_pb2.GroupListResponse.FromString)
+_CREATE = MethodInfo("Groups.Create", "/v1.Groups/Create", groups_pb2.GroupCreateResponse.FromString, True)
+_CREATE_FROM_ROLES = MethodInfo("Groups.CreateFromRoles", "/v1.Groups/CreateFromRoles", groups_pb2.GroupCreateFromRolesResponse.FromString, True)
+_GET = MethodInfo("Groups.Get", "/v1.Groups/Get", groups_pb2.GroupGetResponse.FromString, True)
+_UPDATE = MethodInfo("Groups.Update", "/v1.Groups/Update", groups_pb2.GroupUpdateResponse.FromString, True)
+_DELETE = MethodInfo("Groups.Delete", "/v1.Groups/Delete", groups_pb2.GroupDeleteResponse.FromString, True)
+_LIST = MethodInfo("Groups.List", "/v1.Groups/List", groups_pb2.GroupListResponse.FromString, True)
 
 
 class Groups(_Service):

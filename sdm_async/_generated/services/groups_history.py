@@ -13,7 +13,7 @@ from ..v1 import groups_history_pb2 as groups_history_pb2
 from ..models.groups_history import GroupHistory, from_pb_GroupHistory
 
 
-_LIST = MethodInfo("GroupsHistory.List", "/v1.GroupsHistory/List", groups_history_pb2.GroupHistoryListResponse.FromString)
+_LIST = MethodInfo("GroupsHistory.List", "/v1.GroupsHistory/List", groups_history_pb2.GroupHistoryListResponse.FromString, True)
 
 
 class GroupsHistory(_Service):

@@ -13,10 +13,10 @@ from ..v1 import groups_roles_pb2 as groups_roles_pb2
 from ..models.groups_roles import GroupRole, GroupRoleCreateResponse, GroupRoleDeleteResponse, GroupRoleGetResponse, from_pb_GroupRole, from_pb_GroupRoleCreateResponse, from_pb_GroupRoleDeleteResponse, from_pb_GroupRoleGetResponse, to_pb_GroupRole
 
 
-_CREATE = MethodInfo("GroupsRoles.Create", "/v1.GroupsRoles/Create", groups_roles_pb2.GroupRoleCreateResponse.FromString)
-_GET = MethodInfo("GroupsRoles.Get", "/v1.GroupsRoles/Get", groups_roles_pb2.GroupRoleGetResponse.FromString)
-_DELETE = MethodInfo("GroupsRoles.Delete", "/v1.GroupsRoles/Delete", groups_roles_pb2.GroupRoleDeleteResponse.FromString)
-_LIST = MethodInfo("GroupsRoles.List", "/v1.GroupsRoles/List", groups_roles_pb2.GroupRoleListResponse.FromString)
+_CREATE = MethodInfo("GroupsRoles.Create", "/v1.GroupsRoles/Create", groups_roles_pb2.GroupRoleCreateResponse.FromString, True)
+_GET = MethodInfo("GroupsRoles.Get", "/v1.GroupsRoles/Get", groups_roles_pb2.GroupRoleGetResponse.FromString, True)
+_DELETE = MethodInfo("GroupsRoles.Delete", "/v1.GroupsRoles/Delete", groups_roles_pb2.GroupRoleDeleteResponse.FromString, True)
+_LIST = MethodInfo("GroupsRoles.List", "/v1.GroupsRoles/List", groups_roles_pb2.GroupRoleListResponse.FromString, True)
 
 
 class GroupsRoles(_Service):

@@ -13,7 +13,7 @@ from ..v1 import groups_roles_history_pb2 as groups_roles_history_pb2
 from ..models.groups_roles_history import GroupRoleHistory, from_pb_GroupRoleHistory
 
 
-_LIST = MethodInfo("GroupsRolesHistory.List", "/v1.GroupsRolesHistory/List", groups_roles_history_pb2.GroupRoleHistoryListResponse.FromString)
+_LIST = MethodInfo("GroupsRolesHistory.List", "/v1.GroupsRolesHistory/List", groups_roles_history_pb2.GroupRoleHistoryListResponse.FromString, True)
 
 
 class GroupsRolesHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import health_checks_pb2 as health_checks_pb2
 from ..models.health_checks import Healthcheck, from_pb_Healthcheck
 
 
-_LIST = MethodInfo("HealthChecks.List", "/v1.HealthChecks/List", health_checks_pb2.HealthcheckListResponse.FromString)
+_LIST = MethodInfo("HealthChecks.List", "/v1.HealthChecks/List", health_checks_pb2.HealthcheckListResponse.FromString, True)
 
 
 class HealthChecks(_Service):

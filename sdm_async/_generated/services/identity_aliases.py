@@ -13,11 +13,11 @@ from ..v1 import identity_aliases_pb2 as identity_aliases_pb2
 from ..models.identity_aliases import IdentityAlias, IdentityAliasCreateResponse, IdentityAliasDeleteResponse, IdentityAliasGetResponse, IdentityAliasUpdateResponse, from_pb_IdentityAlias, from_pb_IdentityAliasCreateResponse, from_pb_IdentityAliasDeleteResponse, from_pb_IdentityAliasGetResponse, from_pb_IdentityAliasUpdateResponse, to_pb_IdentityAlias
 
 
-_CREATE = MethodInfo("IdentityAliases.Create", "/v1.IdentityAliases/Create", identity_aliases_pb2.IdentityAliasCreateResponse.FromString)
-_GET = MethodInfo("IdentityAliases.Get", "/v1.IdentityAliases/Get", identity_aliases_pb2.IdentityAliasGetResponse.FromString)
-_UPDATE = MethodInfo("IdentityAliases.Update", "/v1.IdentityAliases/Update", identity_aliases_pb2.IdentityAliasUpdateResponse.FromString)
-_DELETE = MethodInfo("IdentityAliases.Delete", "/v1.IdentityAliases/Delete", identity_aliases_pb2.IdentityAliasDeleteResponse.FromString)
-_LIST = MethodInfo("IdentityAliases.List", "/v1.IdentityAliases/List", identity_aliases_pb2.IdentityAliasListResponse.FromString)
+_CREATE = MethodInfo("IdentityAliases.Create", "/v1.IdentityAliases/Create", identity_aliases_pb2.IdentityAliasCreateResponse.FromString, True)
+_GET = MethodInfo("IdentityAliases.Get", "/v1.IdentityAliases/Get", identity_aliases_pb2.IdentityAliasGetResponse.FromString, True)
+_UPDATE = MethodInfo("IdentityAliases.Update", "/v1.IdentityAliases/Update", identity_aliases_pb2.IdentityAliasUpdateResponse.FromString, True)
+_DELETE = MethodInfo("IdentityAliases.Delete", "/v1.IdentityAliases/Delete", identity_aliases_pb2.IdentityAliasDeleteResponse.FromString, True)
+_LIST = MethodInfo("IdentityAliases.List", "/v1.IdentityAliases/List", identity_aliases_pb2.IdentityAliasListResponse.FromString, True)
 
 
 class IdentityAliases(_Service):

@@ -13,7 +13,7 @@ from ..v1 import identity_aliases_history_pb2 as identity_aliases_history_pb2
 from ..models.identity_aliases_history import IdentityAliasHistory, from_pb_IdentityAliasHistory
 
 
-_LIST = MethodInfo("IdentityAliasesHistory.List", "/v1.IdentityAliasesHistory/List", identity_aliases_history_pb2.IdentityAliasHistoryListResponse.FromString)
+_LIST = MethodInfo("IdentityAliasesHistory.List", "/v1.IdentityAliasesHistory/List", identity_aliases_history_pb2.IdentityAliasHistoryListResponse.FromString, True)
 
 
 class IdentityAliasesHistory(_Service):

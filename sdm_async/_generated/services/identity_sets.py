@@ -13,11 +13,11 @@ from ..v1 import identity_sets_pb2 as identity_sets_pb2
 from ..models.identity_sets import IdentitySet, IdentitySetCreateResponse, IdentitySetDeleteResponse, IdentitySetGetResponse, IdentitySetUpdateResponse, from_pb_IdentitySet, from_pb_IdentitySetCreateResponse, from_pb_IdentitySetDeleteResponse, from_pb_IdentitySetGetResponse, from_pb_IdentitySetUpdateResponse, to_pb_IdentitySet
 
 
-_CREATE = MethodInfo("IdentitySets.Create", "/v1.IdentitySets/Create", identity_sets_pb2.IdentitySetCreateResponse.FromString)
-_GET = MethodInfo("IdentitySets.Get", "/v1.IdentitySets/Get", identity_sets_pb2.IdentitySetGetResponse.FromString)
-_UPDATE = MethodInfo("IdentitySets.Update", "/v1.IdentitySets/Update", identity_sets_pb2.IdentitySetUpdateResponse.FromString)
-_DELETE = MethodInfo("IdentitySets.Delete", "/v1.IdentitySets/Delete", identity_sets_pb2.IdentitySetDeleteResponse.FromString)
-_LIST = MethodInfo("IdentitySets.List", "/v1.IdentitySets/List", identity_sets_pb2.IdentitySetListResponse.FromString)
+_CREATE = MethodInfo("IdentitySets.Create", "/v1.IdentitySets/Create", identity_sets_pb2.IdentitySetCreateResponse.FromString, True)
+_GET = MethodInfo("IdentitySets.Get", "/v1.IdentitySets/Get", identity_sets_pb2.IdentitySetGetResponse.FromString, True)
+_UPDATE = MethodInfo("IdentitySets.Update", "/v1.IdentitySets/Update", identity_sets_pb2.IdentitySetUpdateResponse.FromString, True)
+_DELETE = MethodInfo("IdentitySets.Delete", "/v1.IdentitySets/Delete", identity_sets_pb2.IdentitySetDeleteResponse.FromString, True)
+_LIST = MethodInfo("IdentitySets.List", "/v1.IdentitySets/List", identity_sets_pb2.IdentitySetListResponse.FromString, True)
 
 
 class IdentitySets(_Service):

@@ -13,7 +13,7 @@ from ..v1 import identity_sets_history_pb2 as identity_sets_history_pb2
 from ..models.identity_sets_history import IdentitySetHistory, from_pb_IdentitySetHistory
 
 
-_LIST = MethodInfo("IdentitySetsHistory.List", "/v1.IdentitySetsHistory/List", identity_sets_history_pb2.IdentitySetHistoryListResponse.FromString)
+_LIST = MethodInfo("IdentitySetsHistory.List", "/v1.IdentitySetsHistory/List", identity_sets_history_pb2.IdentitySetHistoryListResponse.FromString, True)
 
 
 class IdentitySetsHistory(_Service):

@@ -13,17 +13,17 @@ from ..v1 import managed_secrets_pb2 as managed_secrets_pb2
 from ..models.managed_secrets import ManagedSecret, ManagedSecretCreateResponse, ManagedSecretDeleteResponse, ManagedSecretGetResponse, ManagedSecretLog, ManagedSecretRetrieveResponse, ManagedSecretRotateResponse, ManagedSecretUpdateResponse, ManagedSecretValidateResponse, from_pb_ManagedSecret, from_pb_ManagedSecretCreateResponse, from_pb_ManagedSecretDeleteResponse, from_pb_ManagedSecretGetResponse, from_pb_ManagedSecretLog, from_pb_ManagedSecretRetrieveResponse, from_pb_ManagedSecretRotateResponse, from_pb_ManagedSecretUpdateResponse, from_pb_ManagedSecretValidateResponse, to_pb_ManagedSecret
 
 
-_LIST = MethodInfo("ManagedSecrets.List", "/v1.ManagedSecrets/List", managed_secrets_pb2.ManagedSecretListResponse.FromString)
-_LIST_BY_ACTOR = MethodInfo("ManagedSecrets.ListByActor", "/v1.ManagedSecrets/ListByActor", managed_secrets_pb2.ManagedSecretListResponse.FromString)
-_CREATE = MethodInfo("ManagedSecrets.Create", "/v1.ManagedSecrets/Create", managed_secrets_pb2.ManagedSecretCreateResponse.FromString)
-_UPDATE = MethodInfo("ManagedSecrets.Update", "/v1.ManagedSecrets/Update", managed_secrets_pb2.ManagedSecretUpdateResponse.FromString)
-_ROTATE = MethodInfo("ManagedSecrets.Rotate", "/v1.ManagedSecrets/Rotate", managed_secrets_pb2.ManagedSecretRotateResponse.FromString)
-_DELETE = MethodInfo("ManagedSecrets.Delete", "/v1.ManagedSecrets/Delete", managed_secrets_pb2.ManagedSecretDeleteResponse.FromString)
-_FORCE_DELETE = MethodInfo("ManagedSecrets.ForceDelete", "/v1.ManagedSecrets/ForceDelete", managed_secrets_pb2.ManagedSecretDeleteResponse.FromString)
-_GET = MethodInfo("ManagedSecrets.Get", "/v1.ManagedSecrets/Get", managed_secrets_pb2.ManagedSecretGetResponse.FromString)
-_RETRIEVE = MethodInfo("ManagedSecrets.Retrieve", "/v1.ManagedSecrets/Retrieve", managed_secrets_pb2.ManagedSecretRetrieveResponse.FromString)
-_VALIDATE = MethodInfo("ManagedSecrets.Validate", "/v1.ManagedSecrets/Validate", managed_secrets_pb2.ManagedSecretValidateResponse.FromString)
-_LOGS = MethodInfo("ManagedSecrets.Logs", "/v1.ManagedSecrets/Logs", managed_secrets_pb2.ManagedSecretLogsResponse.FromString)
+_LIST = MethodInfo("ManagedSecrets.List", "/v1.ManagedSecrets/List", managed_secrets_pb2.ManagedSecretListResponse.FromString, True)
+_LIST_BY_ACTOR = MethodInfo("ManagedSecrets.ListByActor", "/v1.ManagedSecrets/ListByActor", managed_secrets_pb2.ManagedSecretListResponse.FromString, True)
+_CREATE = MethodInfo("ManagedSecrets.Create", "/v1.ManagedSecrets/Create", managed_secrets_pb2.ManagedSecretCreateResponse.FromString, True)
+_UPDATE = MethodInfo("ManagedSecrets.Update", "/v1.ManagedSecrets/Update", managed_secrets_pb2.ManagedSecretUpdateResponse.FromString, True)
+_ROTATE = MethodInfo("ManagedSecrets.Rotate", "/v1.ManagedSecrets/Rotate", managed_secrets_pb2.ManagedSecretRotateResponse.FromString, True)
+_DELETE = MethodInfo("ManagedSecrets.Delete", "/v1.ManagedSecrets/Delete", managed_secrets_pb2.ManagedSecretDeleteResponse.FromString, True)
+_FORCE_DELETE = MethodInfo("ManagedSecrets.ForceDelete", "/v1.ManagedSecrets/ForceDelete", managed_secrets_pb2.ManagedSecretDeleteResponse.FromString, True)
+_GET = MethodInfo("ManagedSecrets.Get", "/v1.ManagedSecrets/Get", managed_secrets_pb2.ManagedSecretGetResponse.FromString, True)
+_RETRIEVE = MethodInfo("ManagedSecrets.Retrieve", "/v1.ManagedSecrets/Retrieve", managed_secrets_pb2.ManagedSecretRetrieveResponse.FromString, True)
+_VALIDATE = MethodInfo("ManagedSecrets.Validate", "/v1.ManagedSecrets/Validate", managed_secrets_pb2.ManagedSecretValidateResponse.FromString, True)
+_LOGS = MethodInfo("ManagedSecrets.Logs", "/v1.ManagedSecrets/Logs", managed_secrets_pb2.ManagedSecretLogsResponse.FromString, True)
 
 
 class ManagedSecrets(_Service):

@@ -13,12 +13,12 @@ from ..v1 import nodes_pb2 as nodes_pb2
 from ..models.nodes import Node, NodeCreateResponse, NodeDeleteResponse, NodeGetResponse, NodeTCPProbeResponse, NodeUpdateResponse, from_pb_Node, from_pb_NodeCreateResponse, from_pb_NodeDeleteResponse, from_pb_NodeGetResponse, from_pb_NodeTCPProbeResponse, from_pb_NodeUpdateResponse, to_pb_Node
 
 
-_CREATE = MethodInfo("Nodes.Create", "/v1.Nodes/Create", nodes_pb2.NodeCreateResponse.FromString)
-_GET = MethodInfo("Nodes.Get", "/v1.Nodes/Get", nodes_pb2.NodeGetResponse.FromString)
-_UPDATE = MethodInfo("Nodes.Update", "/v1.Nodes/Update", nodes_pb2.NodeUpdateResponse.FromString)
-_DELETE = MethodInfo("Nodes.Delete", "/v1.Nodes/Delete", nodes_pb2.NodeDeleteResponse.FromString)
-_LIST = MethodInfo("Nodes.List", "/v1.Nodes/List", nodes_pb2.NodeListResponse.FromString)
-_TCP_PROBE = MethodInfo("Nodes.TCPProbe", "/v1.Nodes/TCPProbe", nodes_pb2.NodeTCPProbeResponse.FromString)
+_CREATE = MethodInfo("Nodes.Create", "/v1.Nodes/Create", nodes_pb2.NodeCreateResponse.FromString, True)
+_GET = MethodInfo("Nodes.Get", "/v1.Nodes/Get", nodes_pb2.NodeGetResponse.FromString, True)
+_UPDATE = MethodInfo("Nodes.Update", "/v1.Nodes/Update", nodes_pb2.NodeUpdateResponse.FromString, True)
+_DELETE = MethodInfo("Nodes.Delete", "/v1.Nodes/Delete", nodes_pb2.NodeDeleteResponse.FromString, True)
+_LIST = MethodInfo("Nodes.List", "/v1.Nodes/List", nodes_pb2.NodeListResponse.FromString, True)
+_TCP_PROBE = MethodInfo("Nodes.TCPProbe", "/v1.Nodes/TCPProbe", nodes_pb2.NodeTCPProbeResponse.FromString, True)
 
 
 class Nodes(_Service):

@@ -13,7 +13,7 @@ from ..v1 import nodes_history_pb2 as nodes_history_pb2
 from ..models.nodes_history import NodeHistory, from_pb_NodeHistory
 
 
-_LIST = MethodInfo("NodesHistory.List", "/v1.NodesHistory/List", nodes_history_pb2.NodeHistoryListResponse.FromString)
+_LIST = MethodInfo("NodesHistory.List", "/v1.NodesHistory/List", nodes_history_pb2.NodeHistoryListResponse.FromString, True)
 
 
 class NodesHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import organization_history_pb2 as organization_history_pb2
 from ..models.organization_history import OrganizationHistoryRecord, from_pb_OrganizationHistoryRecord
 
 
-_LIST = MethodInfo("OrganizationHistory.List", "/v1.OrganizationHistory/List", organization_history_pb2.OrganizationHistoryListResponse.FromString)
+_LIST = MethodInfo("OrganizationHistory.List", "/v1.OrganizationHistory/List", organization_history_pb2.OrganizationHistoryListResponse.FromString, True)
 
 
 class OrganizationHistory(_Service):

@@ -13,9 +13,9 @@ from ..v1 import organizations_pb2 as organizations_pb2
 from ..models.organizations import MFAConfig, OrganizationGetMFAResponse, OrganizationTestMFAResponse, OrganizationUpdateMFAResponse, from_pb_MFAConfig, from_pb_OrganizationGetMFAResponse, from_pb_OrganizationTestMFAResponse, from_pb_OrganizationUpdateMFAResponse, to_pb_MFAConfig
 
 
-_GET_MFA = MethodInfo("Organizations.GetMFA", "/v1.Organizations/GetMFA", organizations_pb2.OrganizationGetMFAResponse.FromString)
-_UPDATE_MFA = MethodInfo("Organizations.UpdateMFA", "/v1.Organizations/UpdateMFA", organizations_pb2.OrganizationUpdateMFAResponse.FromString)
-_TEST_MFA = MethodInfo("Organizations.TestMFA", "/v1.Organizations/TestMFA", organizations_pb2.OrganizationTestMFAResponse.FromString)
+_GET_MFA = MethodInfo("Organizations.GetMFA", "/v1.Organizations/GetMFA", organizations_pb2.OrganizationGetMFAResponse.FromString, True)
+_UPDATE_MFA = MethodInfo("Organizations.UpdateMFA", "/v1.Organizations/UpdateMFA", organizations_pb2.OrganizationUpdateMFAResponse.FromString, True)
+_TEST_MFA = MethodInfo("Organizations.TestMFA", "/v1.Organizations/TestMFA", organizations_pb2.OrganizationTestMFAResponse.FromString, True)
 
 
 class Organizations(_Service):

@@ -13,10 +13,10 @@ from ..v1 import peering_group_nodes_pb2 as peering_group_nodes_pb2
 from ..models.peering_group_nodes import PeeringGroupNode, PeeringGroupNodeCreateResponse, PeeringGroupNodeDeleteResponse, PeeringGroupNodeGetResponse, from_pb_PeeringGroupNode, from_pb_PeeringGroupNodeCreateResponse, from_pb_PeeringGroupNodeDeleteResponse, from_pb_PeeringGroupNodeGetResponse, to_pb_PeeringGroupNode
 
 
-_CREATE = MethodInfo("PeeringGroupNodes.Create", "/v1.PeeringGroupNodes/Create", peering_group_nodes_pb2.PeeringGroupNodeCreateResponse.FromString)
-_DELETE = MethodInfo("PeeringGroupNodes.Delete", "/v1.PeeringGroupNodes/Delete", peering_group_nodes_pb2.PeeringGroupNodeDeleteResponse.FromString)
-_GET = MethodInfo("PeeringGroupNodes.Get", "/v1.PeeringGroupNodes/Get", peering_group_nodes_pb2.PeeringGroupNodeGetResponse.FromString)
-_LIST = MethodInfo("PeeringGroupNodes.List", "/v1.PeeringGroupNodes/List", peering_group_nodes_pb2.PeeringGroupNodeListResponse.FromString)
+_CREATE = MethodInfo("PeeringGroupNodes.Create", "/v1.PeeringGroupNodes/Create", peering_group_nodes_pb2.PeeringGroupNodeCreateResponse.FromString, True)
+_DELETE = MethodInfo("PeeringGroupNodes.Delete", "/v1.PeeringGroupNodes/Delete", peering_group_nodes_pb2.PeeringGroupNodeDeleteResponse.FromString, True)
+_GET = MethodInfo("PeeringGroupNodes.Get", "/v1.PeeringGroupNodes/Get", peering_group_nodes_pb2.PeeringGroupNodeGetResponse.FromString, True)
+_LIST = MethodInfo("PeeringGroupNodes.List", "/v1.PeeringGroupNodes/List", peering_group_nodes_pb2.PeeringGroupNodeListResponse.FromString, True)
 
 
 class PeeringGroupNodes(_Service):

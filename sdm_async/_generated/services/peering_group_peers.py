@@ -13,10 +13,10 @@ from ..v1 import peering_group_peers_pb2 as peering_group_peers_pb2
 from ..models.peering_group_peers import PeeringGroupPeer, PeeringGroupPeerCreateResponse, PeeringGroupPeerDeleteResponse, PeeringGroupPeerGetResponse, from_pb_PeeringGroupPeer, from_pb_PeeringGroupPeerCreateResponse, from_pb_PeeringGroupPeerDeleteResponse, from_pb_PeeringGroupPeerGetResponse, to_pb_PeeringGroupPeer
 
 
-_CREATE = MethodInfo("PeeringGroupPeers.Create", "/v1.PeeringGroupPeers/Create", peering_group_peers_pb2.PeeringGroupPeerCreateResponse.FromString)
-_DELETE = MethodInfo("PeeringGroupPeers.Delete", "/v1.PeeringGroupPeers/Delete", peering_group_peers_pb2.PeeringGroupPeerDeleteResponse.FromString)
-_GET = MethodInfo("PeeringGroupPeers.Get", "/v1.PeeringGroupPeers/Get", peering_group_peers_pb2.PeeringGroupPeerGetResponse.FromString)
-_LIST = MethodInfo("PeeringGroupPeers.List", "/v1.PeeringGroupPeers/List", peering_group_peers_pb2.PeeringGroupPeerListResponse.FromString)
+_CREATE = MethodInfo("PeeringGroupPeers.Create", "/v1.PeeringGroupPeers/Create", peering_group_peers_pb2.PeeringGroupPeerCreateResponse.FromString, True)
+_DELETE = MethodInfo("PeeringGroupPeers.Delete", "/v1.PeeringGroupPeers/Delete", peering_group_peers_pb2.PeeringGroupPeerDeleteResponse.FromString, True)
+_GET = MethodInfo("PeeringGroupPeers.Get", "/v1.PeeringGroupPeers/Get", peering_group_peers_pb2.PeeringGroupPeerGetResponse.FromString, True)
+_LIST = MethodInfo("PeeringGroupPeers.List", "/v1.PeeringGroupPeers/List", peering_group_peers_pb2.PeeringGroupPeerListResponse.FromString, True)
 
 
 class PeeringGroupPeers(_Service):

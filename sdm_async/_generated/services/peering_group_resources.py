@@ -13,10 +13,10 @@ from ..v1 import peering_group_resources_pb2 as peering_group_resources_pb2
 from ..models.peering_group_resources import PeeringGroupResource, PeeringGroupResourceCreateResponse, PeeringGroupResourceDeleteResponse, PeeringGroupResourceGetResponse, from_pb_PeeringGroupResource, from_pb_PeeringGroupResourceCreateResponse, from_pb_PeeringGroupResourceDeleteResponse, from_pb_PeeringGroupResourceGetResponse, to_pb_PeeringGroupResource
 
 
-_CREATE = MethodInfo("PeeringGroupResources.Create", "/v1.PeeringGroupResources/Create", peering_group_resources_pb2.PeeringGroupResourceCreateResponse.FromString)
-_DELETE = MethodInfo("PeeringGroupResources.Delete", "/v1.PeeringGroupResources/Delete", peering_group_resources_pb2.PeeringGroupResourceDeleteResponse.FromString)
-_GET = MethodInfo("PeeringGroupResources.Get", "/v1.PeeringGroupResources/Get", peering_group_resources_pb2.PeeringGroupResourceGetResponse.FromString)
-_LIST = MethodInfo("PeeringGroupResources.List", "/v1.PeeringGroupResources/List", peering_group_resources_pb2.PeeringGroupResourceListResponse.FromString)
+_CREATE = MethodInfo("PeeringGroupResources.Create", "/v1.PeeringGroupResources/Create", peering_group_resources_pb2.PeeringGroupResourceCreateResponse.FromString, True)
+_DELETE = MethodInfo("PeeringGroupResources.Delete", "/v1.PeeringGroupResources/Delete", peering_group_resources_pb2.PeeringGroupResourceDeleteResponse.FromString, True)
+_GET = MethodInfo("PeeringGroupResources.Get", "/v1.PeeringGroupResources/Get", peering_group_resources_pb2.PeeringGroupResourceGetResponse.FromString, True)
+_LIST = MethodInfo("PeeringGroupResources.List", "/v1.PeeringGroupResources/List", peering_group_resources_pb2.PeeringGroupResourceListResponse.FromString, True)
 
 
 class PeeringGroupResources(_Service):

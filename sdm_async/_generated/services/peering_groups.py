@@ -13,10 +13,10 @@ from ..v1 import peering_groups_pb2 as peering_groups_pb2
 from ..models.peering_groups import PeeringGroup, PeeringGroupCreateResponse, PeeringGroupDeleteResponse, PeeringGroupGetResponse, from_pb_PeeringGroup, from_pb_PeeringGroupCreateResponse, from_pb_PeeringGroupDeleteResponse, from_pb_PeeringGroupGetResponse, to_pb_PeeringGroup
 
 
-_CREATE = MethodInfo("PeeringGroups.Create", "/v1.PeeringGroups/Create", peering_groups_pb2.PeeringGroupCreateResponse.FromString)
-_DELETE = MethodInfo("PeeringGroups.Delete", "/v1.PeeringGroups/Delete", peering_groups_pb2.PeeringGroupDeleteResponse.FromString)
-_GET = MethodInfo("PeeringGroups.Get", "/v1.PeeringGroups/Get", peering_groups_pb2.PeeringGroupGetResponse.FromString)
-_LIST = MethodInfo("PeeringGroups.List", "/v1.PeeringGroups/List", peering_groups_pb2.PeeringGroupListResponse.FromString)
+_CREATE = MethodInfo("PeeringGroups.Create", "/v1.PeeringGroups/Create", peering_groups_pb2.PeeringGroupCreateResponse.FromString, True)
+_DELETE = MethodInfo("PeeringGroups.Delete", "/v1.PeeringGroups/Delete", peering_groups_pb2.PeeringGroupDeleteResponse.FromString, True)
+_GET = MethodInfo("PeeringGroups.Get", "/v1.PeeringGroups/Get", peering_groups_pb2.PeeringGroupGetResponse.FromString, True)
+_LIST = MethodInfo("PeeringGroups.List", "/v1.PeeringGroups/List", peering_groups_pb2.PeeringGroupListResponse.FromString, True)
 
 
 class PeeringGroups(_Service):

@@ -13,11 +13,11 @@ from ..v1 import policies_pb2 as policies_pb2
 from ..models.policies import Policy, PolicyCreateResponse, PolicyDeleteResponse, PolicyGetResponse, PolicyUpdateResponse, from_pb_Policy, from_pb_PolicyCreateResponse, from_pb_PolicyDeleteResponse, from_pb_PolicyGetResponse, from_pb_PolicyUpdateResponse, to_pb_Policy
 
 
-_CREATE = MethodInfo("Policies.Create", "/v1.Policies/Create", policies_pb2.PolicyCreateResponse.FromString)
-_DELETE = MethodInfo("Policies.Delete", "/v1.Policies/Delete", policies_pb2.PolicyDeleteResponse.FromString)
-_UPDATE = MethodInfo("Policies.Update", "/v1.Policies/Update", policies_pb2.PolicyUpdateResponse.FromString)
-_GET = MethodInfo("Policies.Get", "/v1.Policies/Get", policies_pb2.PolicyGetResponse.FromString)
-_LIST = MethodInfo("Policies.List", "/v1.Policies/List", policies_pb2.PolicyListResponse.FromString)
+_CREATE = MethodInfo("Policies.Create", "/v1.Policies/Create", policies_pb2.PolicyCreateResponse.FromString, True)
+_DELETE = MethodInfo("Policies.Delete", "/v1.Policies/Delete", policies_pb2.PolicyDeleteResponse.FromString, True)
+_UPDATE = MethodInfo("Policies.Update", "/v1.Policies/Update", policies_pb2.PolicyUpdateResponse.FromString, True)
+_GET = MethodInfo("Policies.Get", "/v1.Policies/Get", policies_pb2.PolicyGetResponse.FromString, True)
+_LIST = MethodInfo("Policies.List", "/v1.Policies/List", policies_pb2.PolicyListResponse.FromString, True)
 
 
 class Policies(_Service):

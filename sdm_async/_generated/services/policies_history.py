@@ -13,7 +13,7 @@ from ..v1 import policies_history_pb2 as policies_history_pb2
 from ..models.policies_history import PolicyHistory, from_pb_PolicyHistory
 
 
-_LIST = MethodInfo("PoliciesHistory.List", "/v1.PoliciesHistory/List", policies_history_pb2.PoliciesHistoryListResponse.FromString)
+_LIST = MethodInfo("PoliciesHistory.List", "/v1.PoliciesHistory/List", policies_history_pb2.PoliciesHistoryListResponse.FromString, True)
 
 
 class PoliciesHistory(_Service):

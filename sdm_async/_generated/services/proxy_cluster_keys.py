@@ -13,10 +13,10 @@ from ..v1 import proxy_cluster_keys_pb2 as proxy_cluster_keys_pb2
 from ..models.proxy_cluster_keys import ProxyClusterKey, ProxyClusterKeyCreateResponse, ProxyClusterKeyDeleteResponse, ProxyClusterKeyGetResponse, from_pb_ProxyClusterKey, from_pb_ProxyClusterKeyCreateResponse, from_pb_ProxyClusterKeyDeleteResponse, from_pb_ProxyClusterKeyGetResponse, to_pb_ProxyClusterKey
 
 
-_CREATE = MethodInfo("ProxyClusterKeys.Create", "/v1.ProxyClusterKeys/Create", proxy_cluster_keys_pb2.ProxyClusterKeyCreateResponse.FromString)
-_GET = MethodInfo("ProxyClusterKeys.Get", "/v1.ProxyClusterKeys/Get", proxy_cluster_keys_pb2.ProxyClusterKeyGetResponse.FromString)
-_DELETE = MethodInfo("ProxyClusterKeys.Delete", "/v1.ProxyClusterKeys/Delete", proxy_cluster_keys_pb2.ProxyClusterKeyDeleteResponse.FromString)
-_LIST = MethodInfo("ProxyClusterKeys.List", "/v1.ProxyClusterKeys/List", proxy_cluster_keys_pb2.ProxyClusterKeyListResponse.FromString)
+_CREATE = MethodInfo("ProxyClusterKeys.Create", "/v1.ProxyClusterKeys/Create", proxy_cluster_keys_pb2.ProxyClusterKeyCreateResponse.FromString, True)
+_GET = MethodInfo("ProxyClusterKeys.Get", "/v1.ProxyClusterKeys/Get", proxy_cluster_keys_pb2.ProxyClusterKeyGetResponse.FromString, True)
+_DELETE = MethodInfo("ProxyClusterKeys.Delete", "/v1.ProxyClusterKeys/Delete", proxy_cluster_keys_pb2.ProxyClusterKeyDeleteResponse.FromString, True)
+_LIST = MethodInfo("ProxyClusterKeys.List", "/v1.ProxyClusterKeys/List", proxy_cluster_keys_pb2.ProxyClusterKeyListResponse.FromString, True)
 
 
 class ProxyClusterKeys(_Service):

@@ -13,7 +13,7 @@ from ..v1 import queries_pb2 as queries_pb2
 from ..models.queries import Query, from_pb_Query
 
 
-_LIST = MethodInfo("Queries.List", "/v1.Queries/List", queries_pb2.QueryListResponse.FromString)
+_LIST = MethodInfo("Queries.List", "/v1.Queries/List", queries_pb2.QueryListResponse.FromString, True)
 
 
 class Queries(_Service):

@@ -13,11 +13,11 @@ from ..v1 import remote_identities_pb2 as remote_identities_pb2
 from ..models.remote_identities import RemoteIdentity, RemoteIdentityCreateResponse, RemoteIdentityDeleteResponse, RemoteIdentityGetResponse, RemoteIdentityUpdateResponse, from_pb_RemoteIdentity, from_pb_RemoteIdentityCreateResponse, from_pb_RemoteIdentityDeleteResponse, from_pb_RemoteIdentityGetResponse, from_pb_RemoteIdentityUpdateResponse, to_pb_RemoteIdentity
 
 
-_CREATE = MethodInfo("RemoteIdentities.Create", "/v1.RemoteIdentities/Create", remote_identities_pb2.RemoteIdentityCreateResponse.FromString)
-_GET = MethodInfo("RemoteIdentities.Get", "/v1.RemoteIdentities/Get", remote_identities_pb2.RemoteIdentityGetResponse.FromString)
-_UPDATE = MethodInfo("RemoteIdentities.Update", "/v1.RemoteIdentities/Update", remote_identities_pb2.RemoteIdentityUpdateResponse.FromString)
-_DELETE = MethodInfo("RemoteIdentities.Delete", "/v1.RemoteIdentities/Delete", remote_identities_pb2.RemoteIdentityDeleteResponse.FromString)
-_LIST = MethodInfo("RemoteIdentities.List", "/v1.RemoteIdentities/List", remote_identities_pb2.RemoteIdentityListResponse.FromString)
+_CREATE = MethodInfo("RemoteIdentities.Create", "/v1.RemoteIdentities/Create", remote_identities_pb2.RemoteIdentityCreateResponse.FromString, True)
+_GET = MethodInfo("RemoteIdentities.Get", "/v1.RemoteIdentities/Get", remote_identities_pb2.RemoteIdentityGetResponse.FromString, True)
+_UPDATE = MethodInfo("RemoteIdentities.Update", "/v1.RemoteIdentities/Update", remote_identities_pb2.RemoteIdentityUpdateResponse.FromString, True)
+_DELETE = MethodInfo("RemoteIdentities.Delete", "/v1.RemoteIdentities/Delete", remote_identities_pb2.RemoteIdentityDeleteResponse.FromString, True)
+_LIST = MethodInfo("RemoteIdentities.List", "/v1.RemoteIdentities/List", remote_identities_pb2.RemoteIdentityListResponse.FromString, True)
 
 
 class RemoteIdentities(_Service):

@@ -13,7 +13,7 @@ from ..v1 import remote_identities_history_pb2 as remote_identities_history_pb2
 from ..models.remote_identities_history import RemoteIdentityHistory, from_pb_RemoteIdentityHistory
 
 
-_LIST = MethodInfo("RemoteIdentitiesHistory.List", "/v1.RemoteIdentitiesHistory/List", remote_identities_history_pb2.RemoteIdentityHistoryListResponse.FromString)
+_LIST = MethodInfo("RemoteIdentitiesHistory.List", "/v1.RemoteIdentitiesHistory/List", remote_identities_history_pb2.RemoteIdentityHistoryListResponse.FromString, True)
 
 
 class RemoteIdentitiesHistory(_Service):

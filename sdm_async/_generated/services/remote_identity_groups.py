@@ -13,8 +13,8 @@ from ..v1 import remote_identity_groups_pb2 as remote_identity_groups_pb2
 from ..models.remote_identity_groups import RemoteIdentityGroup, RemoteIdentityGroupGetResponse, from_pb_RemoteIdentityGroup, from_pb_RemoteIdentityGroupGetResponse
 
 
-_GET = MethodInfo("RemoteIdentityGroups.Get", "/v1.RemoteIdentityGroups/Get", remote_identity_groups_pb2.RemoteIdentityGroupGetResponse.FromString)
-_LIST = MethodInfo("RemoteIdentityGroups.List", "/v1.RemoteIdentityGroups/List", remote_identity_groups_pb2.RemoteIdentityGroupListResponse.FromString)
+_GET = MethodInfo("RemoteIdentityGroups.Get", "/v1.RemoteIdentityGroups/Get", remote_identity_groups_pb2.RemoteIdentityGroupGetResponse.FromString, True)
+_LIST = MethodInfo("RemoteIdentityGroups.List", "/v1.RemoteIdentityGroups/List", remote_identity_groups_pb2.RemoteIdentityGroupListResponse.FromString, True)
 
 
 class RemoteIdentityGroups(_Service):

@@ -13,7 +13,7 @@ from ..v1 import remote_identity_groups_history_pb2 as remote_identity_groups_hi
 from ..models.remote_identity_groups_history import RemoteIdentityGroupHistory, from_pb_RemoteIdentityGroupHistory
 
 
-_LIST = MethodInfo("RemoteIdentityGroupsHistory.List", "/v1.RemoteIdentityGroupsHistory/List", remote_identity_groups_history_pb2.RemoteIdentityGroupHistoryListResponse.FromString)
+_LIST = MethodInfo("RemoteIdentityGroupsHistory.List", "/v1.RemoteIdentityGroupsHistory/List", remote_identity_groups_history_pb2.RemoteIdentityGroupHistoryListResponse.FromString, True)
 
 
 class RemoteIdentityGroupsHistory(_Service):

@@ -13,7 +13,7 @@ from ..v1 import replays_pb2 as replays_pb2
 from ..models.replays import ReplayChunk, from_pb_ReplayChunk
 
 
-_LIST = MethodInfo("Replays.List", "/v1.Replays/List", replays_pb2.ReplayListResponse.FromString)
+_LIST = MethodInfo("Replays.List", "/v1.Replays/List", replays_pb2.ReplayListResponse.FromString, True)
 
 
 class Replays(_Service):

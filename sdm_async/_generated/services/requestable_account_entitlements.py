@@ -13,7 +13,7 @@ from ..v1 import requestable_account_entitlements_pb2 as requestable_account_ent
 from ..models.requestable_account_entitlements import RequestableAccountEntitlement, from_pb_RequestableAccountEntitlement
 
 
-_LIST = MethodInfo("RequestableAccountEntitlements.List", "/v1.RequestableAccountEntitlements/List", requestable_account_entitlements_pb2.RequestableAccountEntitlementListResponse.FromString)
+_LIST = MethodInfo("RequestableAccountEntitlements.List", "/v1.RequestableAccountEntitlements/List", requestable_account_entitlements_pb2.RequestableAccountEntitlementListResponse.FromString, True)
 
 
 class RequestableAccountEntitlements(_Service):

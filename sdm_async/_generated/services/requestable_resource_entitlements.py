@@ -13,7 +13,7 @@ from ..v1 import requestable_resource_entitlements_pb2 as requestable_resource_e
 from ..models.requestable_resource_entitlements import RequestableResourceEntitlement, from_pb_RequestableResourceEntitlement
 
 
-_LIST = MethodInfo("RequestableResourceEntitlements.List", "/v1.RequestableResourceEntitlements/List", requestable_resource_entitlements_pb2.RequestableResourceEntitlementListResponse.FromString)
+_LIST = MethodInfo("RequestableResourceEntitlements.List", "/v1.RequestableResourceEntitlements/List", requestable_resource_entitlements_pb2.RequestableResourceEntitlementListResponse.FromString, True)
 
 
 class RequestableResourceEntitlements(_Service):

@@ -13,7 +13,7 @@ from ..v1 import requestable_role_entitlements_pb2 as requestable_role_entitleme
 from ..models.requestable_role_entitlements import RequestableRoleEntitlement, from_pb_RequestableRoleEntitlement
 
 
-_LIST = MethodInfo("RequestableRoleEntitlements.List", "/v1.RequestableRoleEntitlements/List", requestable_role_entitlements_pb2.RequestableRoleEntitlementListResponse.FromString)
+_LIST = MethodInfo("RequestableRoleEntitlements.List", "/v1.RequestableRoleEntitlements/List", requestable_role_entitlements_pb2.RequestableRoleEntitlementListResponse.FromString, True)
 
 
 class RequestableRoleEntitlements(_Service):

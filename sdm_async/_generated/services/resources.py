@@ -15,13 +15,13 @@ from ..models.resources import ResourceCreateResponse, ResourceDeleteResponse, R
 from ..models.tags import Tag, from_pb_Tag
 
 
-_ENUMERATE_TAGS = MethodInfo("Resources.EnumerateTags", "/v1.Resources/EnumerateTags", resources_pb2.EnumerateTagsResponse.FromString)
-_CREATE = MethodInfo("Resources.Create", "/v1.Resources/Create", resources_pb2.ResourceCreateResponse.FromString)
-_GET = MethodInfo("Resources.Get", "/v1.Resources/Get", resources_pb2.ResourceGetResponse.FromString)
-_UPDATE = MethodInfo("Resources.Update", "/v1.Resources/Update", resources_pb2.ResourceUpdateResponse.FromString)
-_DELETE = MethodInfo("Resources.Delete", "/v1.Resources/Delete", resources_pb2.ResourceDeleteResponse.FromString)
-_LIST = MethodInfo("Resources.List", "/v1.Resources/List", resources_pb2.ResourceListResponse.FromString)
-_HEALTHCHECK = MethodInfo("Resources.Healthcheck", "/v1.Resources/Healthcheck", resources_pb2.ResourceHealthcheckResponse.FromString)
+_ENUMERATE_TAGS = MethodInfo("Resources.EnumerateTags", "/v1.Resources/EnumerateTags", resources_pb2.EnumerateTagsResponse.FromString, True)
+_CREATE = MethodInfo("Resources.Create", "/v1.Resources/Create", resources_pb2.ResourceCreateResponse.FromString, True)
+_GET = MethodInfo("Resources.Get", "/v1.Resources/Get", resources_pb2.ResourceGetResponse.FromString, True)
+_UPDATE = MethodInfo("Resources.Update", "/v1.Resources/Update", resources_pb2.ResourceUpdateResponse.FromString, True)
+_DELETE = MethodInfo("Resources.Delete", "/v1.Resources/Delete", resources_pb2.ResourceDeleteResponse.FromString, True)
+_LIST = MethodInfo("Resources.List", "/v1.Resources/List", resources_pb2.ResourceListResponse.FromString, True)
+_HEALTHCHECK = MethodInfo("Resources.Healthcheck", "/v1.Resources/Healthcheck", resources_pb2.ResourceHealthcheckResponse.FromString, True)
 
 
 class Resources(_Service):

@@ -13,7 +13,7 @@ from ..v1 import resources_history_pb2 as resources_history_pb2
 from ..models.resources_history import ResourceHistory, from_pb_ResourceHistory
 
 
-_LIST = MethodInfo("ResourcesHistory.List", "/v1.ResourcesHistory/List", resources_history_pb2.ResourceHistoryListResponse.FromString)
+_LIST = MethodInfo("ResourcesHistory.List", "/v1.ResourcesHistory/List", resources_history_pb2.ResourceHistoryListResponse.FromString, True)
 
 
 class ResourcesHistory(_Service):

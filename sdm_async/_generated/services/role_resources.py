@@ -13,7 +13,7 @@ from ..v1 import role_resources_pb2 as role_resources_pb2
 from ..models.role_resources import RoleResource, from_pb_RoleResource
 
 
-_LIST = MethodInfo("RoleResources.List", "/v1.RoleResources/List", role_resources_pb2.RoleResourceListResponse.FromString)
+_LIST = MethodInfo("RoleResources.List", "/v1.RoleResources/List", role_resources_pb2.RoleResourceListResponse.FromString, True)
 
 
 class RoleResources(_Service):

@@ -13,7 +13,7 @@ from ..v1 import role_resources_history_pb2 as role_resources_history_pb2
 from ..models.role_resources_history import RoleResourceHistory, from_pb_RoleResourceHistory
 
 
-_LIST = MethodInfo("RoleResourcesHistory.List", "/v1.RoleResourcesHistory/List", role_resources_history_pb2.RoleResourceHistoryListResponse.FromString)
+_LIST = MethodInfo("RoleResourcesHistory.List", "/v1.RoleResourcesHistory/List", role_resources_history_pb2.RoleResourceHistoryListResponse.FromString, True)
 
 
 class RoleResourcesHistory(_Service):

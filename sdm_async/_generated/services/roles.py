@@ -13,11 +13,11 @@ from ..v1 import roles_pb2 as roles_pb2
 from ..models.roles import Role, RoleCreateResponse, RoleDeleteResponse, RoleGetResponse, RoleUpdateResponse, from_pb_Role, from_pb_RoleCreateResponse, from_pb_RoleDeleteResponse, from_pb_RoleGetResponse, from_pb_RoleUpdateResponse, to_pb_Role
 
 
-_CREATE = MethodInfo("Roles.Create", "/v1.Roles/Create", roles_pb2.RoleCreateResponse.FromString)
-_GET = MethodInfo("Roles.Get", "/v1.Roles/Get", roles_pb2.RoleGetResponse.FromString)
-_UPDATE = MethodInfo("Roles.Update", "/v1.Roles/Update", roles_pb2.RoleUpdateResponse.FromString)
-_DELETE = MethodInfo("Roles.Delete", "/v1.Roles/Delete", roles_pb2.RoleDeleteResponse.FromString)
-_LIST = MethodInfo("Roles.List", "/v1.Roles/List", roles_pb2.RoleListResponse.FromString)
+_CREATE = MethodInfo("Roles.Create", "/v1.Roles/Create", roles_pb2.RoleCreateResponse.FromString, True)
+_GET = MethodInfo("Roles.Get", "/v1.Roles/Get", roles_pb2.RoleGetResponse.FromString, True)
+_UPDATE = MethodInfo("Roles.Update", "/v1.Roles/Update", roles_pb2.RoleUpdateResponse.FromString, True)
+_DELETE = MethodInfo("Roles.Delete", "/v1.Roles/Delete", roles_pb2.RoleDeleteResponse.FromString, True)
+_LIST = MethodInfo("Roles.List", "/v1.Roles/List", roles_pb2.RoleListResponse.FromString, True)
 
 
 class Roles(_Service):

@@ -13,7 +13,7 @@ from ..v1 import roles_history_pb2 as roles_history_pb2
 from ..models.roles_history import RoleHistory, from_pb_RoleHistory
 
 
-_LIST = MethodInfo("RolesHistory.List", "/v1.RolesHistory/List", roles_history_pb2.RoleHistoryListResponse.FromString)
+_LIST = MethodInfo("RolesHistory.List", "/v1.RolesHistory/List", roles_history_pb2.RoleHistoryListResponse.FromString, True)
 
 
 class RolesHistory(_Service):

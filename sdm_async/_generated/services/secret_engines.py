@@ -17,15 +17,15 @@ from ..models.secret_engines import GenerateKeysResponse, HealthcheckResponse, S
 from ..models.secret_store_types import SecretStore, from_pb_SecretStore
 
 
-_LIST = MethodInfo("SecretEngines.List", "/v1.SecretEngines/List", secret_engines_pb2.SecretEngineListResponse.FromString)
-_GET = MethodInfo("SecretEngines.Get", "/v1.SecretEngines/Get", secret_engines_pb2.SecretEngineGetResponse.FromString)
-_CREATE = MethodInfo("SecretEngines.Create", "/v1.SecretEngines/Create", secret_engines_pb2.SecretEngineCreateResponse.FromString)
-_UPDATE = MethodInfo("SecretEngines.Update", "/v1.SecretEngines/Update", secret_engines_pb2.SecretEngineUpdateResponse.FromString)
-_DELETE = MethodInfo("SecretEngines.Delete", "/v1.SecretEngines/Delete", secret_engines_pb2.SecretEngineDeleteResponse.FromString)
-_LIST_SECRET_STORES = MethodInfo("SecretEngines.ListSecretStores", "/v1.SecretEngines/ListSecretStores", secret_stores_pb2.SecretStoreListResponse.FromString)
-_GENERATE_KEYS = MethodInfo("SecretEngines.GenerateKeys", "/v1.SecretEngines/GenerateKeys", secret_engines_pb2.GenerateKeysResponse.FromString)
-_HEALTHCHECK = MethodInfo("SecretEngines.Healthcheck", "/v1.SecretEngines/Healthcheck", secret_engines_pb2.HealthcheckResponse.FromString)
-_ROTATE = MethodInfo("SecretEngines.Rotate", "/v1.SecretEngines/Rotate", secret_engines_pb2.SecretEngineRotateResponse.FromString)
+_LIST = MethodInfo("SecretEngines.List", "/v1.SecretEngines/List", secret_engines_pb2.SecretEngineListResponse.FromString, True)
+_GET = MethodInfo("SecretEngines.Get", "/v1.SecretEngines/Get", secret_engines_pb2.SecretEngineGetResponse.FromString, True)
+_CREATE = MethodInfo("SecretEngines.Create", "/v1.SecretEngines/Create", secret_engines_pb2.SecretEngineCreateResponse.FromString, True)
+_UPDATE = MethodInfo("SecretEngines.Update", "/v1.SecretEngines/Update", secret_engines_pb2.SecretEngineUpdateResponse.FromString, True)
+_DELETE = MethodInfo("SecretEngines.Delete", "/v1.SecretEngines/Delete", secret_engines_pb2.SecretEngineDeleteResponse.FromString, True)
+_LIST_SECRET_STORES = MethodInfo("SecretEngines.ListSecretStores", "/v1.SecretEngines/ListSecretStores", secret_stores_pb2.SecretStoreListResponse.FromString, True)
+_GENERATE_KEYS = MethodInfo("SecretEngines.GenerateKeys", "/v1.SecretEngines/GenerateKeys", secret_engines_pb2.GenerateKeysResponse.FromString, True)
+_HEALTHCHECK = MethodInfo("SecretEngines.Healthcheck", "/v1.SecretEngines/Healthcheck", secret_engines_pb2.HealthcheckResponse.FromString, True)
+_ROTATE = MethodInfo("SecretEngines.Rotate", "/v1.SecretEngines/Rotate", secret_engines_pb2.SecretEngineRotateResponse.FromString, True)
 
 
 class SecretEngines(_Service):

@@ -13,8 +13,8 @@ from ..v1 import secret_store_healths_pb2 as secret_store_healths_pb2
 from ..models.secret_store_healths import SecretStoreHealth, SecretStoreHealthcheckResponse, from_pb_SecretStoreHealth, from_pb_SecretStoreHealthcheckResponse
 
 
-_LIST = MethodInfo("SecretStoreHealths.List", "/v1.SecretStoreHealths/List", secret_store_healths_pb2.SecretStoreHealthListResponse.FromString)
-_HEALTHCHECK = MethodInfo("SecretStoreHealths.Healthcheck", "/v1.SecretStoreHealths/Healthcheck", secret_store_healths_pb2.SecretStoreHealthcheckResponse.FromString)
+_LIST = MethodInfo("SecretStoreHealths.List", "/v1.SecretStoreHealths/List", secret_store_healths_pb2.SecretStoreHealthListResponse.FromString, True)
+_HEALTHCHECK = MethodInfo("SecretStoreHealths.Healthcheck", "/v1.SecretStoreHealths/Healthcheck", secret_store_healths_pb2.SecretStoreHealthcheckResponse.FromString, True)
 
 
 class SecretStoreHealths(_Service):

@@ -14,11 +14,11 @@ from ..models.secret_store_types import SecretStore, from_pb_SecretStore, to_pb_
 from ..models.secret_stores import SecretStoreCreateResponse, SecretStoreDeleteResponse, SecretStoreGetResponse, SecretStoreUpdateResponse, from_pb_SecretStoreCreateResponse, from_pb_SecretStoreDeleteResponse, from_pb_SecretStoreGetResponse, from_pb_SecretStoreUpdateResponse
 
 
-_CREATE = MethodInfo("SecretStores.Create", "/v1.SecretStores/Create", secret_stores_pb2.SecretStoreCreateResponse.FromString)
-_GET = MethodInfo("SecretStores.Get", "/v1.SecretStores/Get", secret_stores_pb2.SecretStoreGetResponse.FromString)
-_UPDATE = MethodInfo("SecretStores.Update", "/v1.SecretStores/Update", secret_stores_pb2.SecretStoreUpdateResponse.FromString)
-_DELETE = MethodInfo("SecretStores.Delete", "/v1.SecretStores/Delete", secret_stores_pb2.SecretStoreDeleteResponse.FromString)
-_LIST = MethodInfo("SecretStores.List", "/v1.SecretStores/List", secret_stores_pb2.SecretStoreListResponse.FromString)
+_CREATE = MethodInfo("SecretStores.Create", "/v1.SecretStores/Create", secret_stores_pb2.SecretStoreCreateResponse.FromString, True)
+_GET = MethodInfo("SecretStores.Get", "/v1.SecretStores/Get", secret_stores_pb2.SecretStoreGetResponse.FromString, True)
+_UPDATE = MethodInfo("SecretStores.Update", "/v1.SecretStores/Update", secret_stores_pb2.SecretStoreUpdateResponse.FromString, True)
+_DELETE = MethodInfo("SecretStores.Delete", "/v1.SecretStores/Delete", secret_stores_pb2.SecretStoreDeleteResponse.FromString, True)
+_LIST = MethodInfo("SecretStores.List", "/v1.SecretStores/List", secret_stores_pb2.SecretStoreListResponse.FromString, True)
 
 
 class SecretStores(_Service):

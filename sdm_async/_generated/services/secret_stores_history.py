@@ -13,7 +13,7 @@ from ..v1 import secret_stores_history_pb2 as secret_stores_history_pb2
 from ..models.secret_stores_history import SecretStoreHistory, from_pb_SecretStoreHistory
 
 
-_LIST = MethodInfo("SecretStoresHistory.List", "/v1.SecretStoresHistory/List", secret_stores_history_pb2.SecretStoreHistoryListResponse.FromString)
+_LIST = MethodInfo("SecretStoresHistory.List", "/v1.SecretStoresHistory/List", secret_stores_history_pb2.SecretStoreHistoryListResponse.FromString, True)
 
 
 class SecretStoresHistory(_Service):

@@ -13,10 +13,10 @@ from ..v1 import workflow_approvers_pb2 as workflow_approvers_pb2
 from ..models.workflow_approvers import WorkflowApprover, WorkflowApproverGetResponse, WorkflowApproversCreateResponse, WorkflowApproversDeleteResponse, from_pb_WorkflowApprover, from_pb_WorkflowApproverGetResponse, from_pb_WorkflowApproversCreateResponse, from_pb_WorkflowApproversDeleteResponse, to_pb_WorkflowApprover
 
 
-_CREATE = MethodInfo("WorkflowApprovers.Create", "/v1.WorkflowApprovers/Create", workflow_approvers_pb2.WorkflowApproversCreateResponse.FromString)
-_GET = MethodInfo("WorkflowApprovers.Get", "/v1.WorkflowApprovers/Get", workflow_approvers_pb2.WorkflowApproverGetResponse.FromString)
-_DELETE = MethodInfo("WorkflowApprovers.Delete", "/v1.WorkflowApprovers/Delete", workflow_approvers_pb2.WorkflowApproversDeleteResponse.FromString)
-_LIST = MethodInfo("WorkflowApprovers.List", "/v1.WorkflowApprovers/List", workflow_approvers_pb2.WorkflowApproversListResponse.FromString)
+_CREATE = MethodInfo("WorkflowApprovers.Create", "/v1.WorkflowApprovers/Create", workflow_approvers_pb2.WorkflowApproversCreateResponse.FromString, True)
+_GET = MethodInfo("WorkflowApprovers.Get", "/v1.WorkflowApprovers/Get", workflow_approvers_pb2.WorkflowApproverGetResponse.FromString, True)
+_DELETE = MethodInfo("WorkflowApprovers.Delete", "/v1.WorkflowApprovers/Delete", workflow_approvers_pb2.WorkflowApproversDeleteResponse.FromString, True)
+_LIST = MethodInfo("WorkflowApprovers.List", "/v1.WorkflowApprovers/List", workflow_approvers_pb2.WorkflowApproversListResponse.FromString, True)
 
 
 class WorkflowApprovers(_Service):

@@ -13,7 +13,7 @@ from ..v1 import workflow_approvers_history_pb2 as workflow_approvers_history_pb
 from ..models.workflow_approvers_history import WorkflowApproverHistory, from_pb_WorkflowApproverHistory
 
 
-_LIST = MethodInfo("WorkflowApproversHistory.List", "/v1.WorkflowApproversHistory/List", workflow_approvers_history_pb2.WorkflowApproversHistoryListResponse.FromString)
+_LIST = MethodInfo("WorkflowApproversHistory.List", "/v1.WorkflowApproversHistory/List", workflow_approvers_history_pb2.WorkflowApproversHistoryListResponse.FromString, True)
 
 
 class WorkflowApproversHistory(_Service):

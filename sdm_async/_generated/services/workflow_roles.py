@@ -13,10 +13,10 @@ from ..v1 import workflow_roles_pb2 as workflow_roles_pb2
 from ..models.workflow_roles import WorkflowRole, WorkflowRoleGetResponse, WorkflowRolesCreateResponse, WorkflowRolesDeleteResponse, from_pb_WorkflowRole, from_pb_WorkflowRoleGetResponse, from_pb_WorkflowRolesCreateResponse, from_pb_WorkflowRolesDeleteResponse, to_pb_WorkflowRole
 
 
-_CREATE = MethodInfo("WorkflowRoles.Create", "/v1.WorkflowRoles/Create", workflow_roles_pb2.WorkflowRolesCreateResponse.FromString)
-_GET = MethodInfo("WorkflowRoles.Get", "/v1.WorkflowRoles/Get", workflow_roles_pb2.WorkflowRoleGetResponse.FromString)
-_DELETE = MethodInfo("WorkflowRoles.Delete", "/v1.WorkflowRoles/Delete", workflow_roles_pb2.WorkflowRolesDeleteResponse.FromString)
-_LIST = MethodInfo("WorkflowRoles.List", "/v1.WorkflowRoles/List", workflow_roles_pb2.WorkflowRolesListResponse.FromString)
+_CREATE = MethodInfo("WorkflowRoles.Create", "/v1.WorkflowRoles/Create", workflow_roles_pb2.WorkflowRolesCreateResponse.FromString, True)
+_GET = MethodInfo("WorkflowRoles.Get", "/v1.WorkflowRoles/Get", workflow_roles_pb2.WorkflowRoleGetResponse.FromString, True)
+_DELETE = MethodInfo("WorkflowRoles.Delete", "/v1.WorkflowRoles/Delete", workflow_roles_pb2.WorkflowRolesDeleteResponse.FromString, True)
+_LIST = MethodInfo("WorkflowRoles.List", "/v1.WorkflowRoles/List", workflow_roles_pb2.WorkflowRolesListResponse.FromString, True)
 
 
 class WorkflowRoles(_Service):

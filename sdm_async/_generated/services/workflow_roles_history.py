@@ -13,7 +13,7 @@ from ..v1 import workflow_roles_history_pb2 as workflow_roles_history_pb2
 from ..models.workflow_roles_history import WorkflowRoleHistory, from_pb_WorkflowRoleHistory
 
 
-_LIST = MethodInfo("WorkflowRolesHistory.List", "/v1.WorkflowRolesHistory/List", workflow_roles_history_pb2.WorkflowRolesHistoryListResponse.FromString)
+_LIST = MethodInfo("WorkflowRolesHistory.List", "/v1.WorkflowRolesHistory/List", workflow_roles_history_pb2.WorkflowRolesHistoryListResponse.FromString, True)
 
 
 class WorkflowRolesHistory(_Service):

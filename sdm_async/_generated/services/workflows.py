@@ -13,11 +13,11 @@ from ..v1 import workflows_pb2 as workflows_pb2
 from ..models.workflows import Workflow, WorkflowCreateResponse, WorkflowDeleteResponse, WorkflowGetResponse, WorkflowUpdateResponse, from_pb_Workflow, from_pb_WorkflowCreateResponse, from_pb_WorkflowDeleteResponse, from_pb_WorkflowGetResponse, from_pb_WorkflowUpdateResponse, to_pb_Workflow
 
 
-_CREATE = MethodInfo("Workflows.Create", "/v1.Workflows/Create", workflows_pb2.WorkflowCreateResponse.FromString)
-_GET = MethodInfo("Workflows.Get", "/v1.Workflows/Get", workflows_pb2.WorkflowGetResponse.FromString)
-_DELETE = MethodInfo("Workflows.Delete", "/v1.Workflows/Delete", workflows_pb2.WorkflowDeleteResponse.FromString)
-_UPDATE = MethodInfo("Workflows.Update", "/v1.Workflows/Update", workflows_pb2.WorkflowUpdateResponse.FromString)
-_LIST = MethodInfo("Workflows.List", "/v1.Workflows/List", workflows_pb2.WorkflowListResponse.FromString)
+_CREATE = MethodInfo("Workflows.Create", "/v1.Workflows/Create", workflows_pb2.WorkflowCreateResponse.FromString, True)
+_GET = MethodInfo("Workflows.Get", "/v1.Workflows/Get", workflows_pb2.WorkflowGetResponse.FromString, True)
+_DELETE = MethodInfo("Workflows.Delete", "/v1.Workflows/Delete", workflows_pb2.WorkflowDeleteResponse.FromString, True)
+_UPDATE = MethodInfo("Workflows.Update", "/v1.Workflows/Update", workflows_pb2.WorkflowUpdateResponse.FromString, True)
+_LIST = MethodInfo("Workflows.List", "/v1.Workflows/List", workflows_pb2.WorkflowListResponse.FromString, True)
 
 
 class Workflows(_Service):

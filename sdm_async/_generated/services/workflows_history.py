@@ -13,7 +13,7 @@ from ..v1 import workflows_history_pb2 as workflows_history_pb2
 from ..models.workflows_history import WorkflowHistory, from_pb_WorkflowHistory
 
 
-_LIST = MethodInfo("WorkflowsHistory.List", "/v1.WorkflowsHistory/List", workflows_history_pb2.WorkflowHistoryListResponse.FromString)
+_LIST = MethodInfo("WorkflowsHistory.List", "/v1.WorkflowsHistory/List", workflows_history_pb2.WorkflowHistoryListResponse.FromString, True)
 
 
 class WorkflowsHistory(_Service):

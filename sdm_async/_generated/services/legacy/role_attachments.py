@@ -13,10 +13,10 @@ from ...v1.legacy import role_attachments_pb2 as legacy_role_attachments_pb2
 from ...models.legacy.role_attachments import RoleAttachment, RoleAttachmentCreateResponse, RoleAttachmentDeleteResponse, RoleAttachmentGetResponse, from_pb_RoleAttachment, from_pb_RoleAttachmentCreateResponse, from_pb_RoleAttachmentDeleteResponse, from_pb_RoleAttachmentGetResponse, to_pb_RoleAttachment
 
 
-_CREATE = MethodInfo("RoleAttachments.Create", "/v1.RoleAttachments/Create", legacy_role_attachments_pb2.RoleAttachmentCreateResponse.FromString)
-_GET = MethodInfo("RoleAttachments.Get", "/v1.RoleAttachments/Get", legacy_role_attachments_pb2.RoleAttachmentGetResponse.FromString)
-_DELETE = MethodInfo("RoleAttachments.Delete", "/v1.RoleAttachments/Delete", legacy_role_attachments_pb2.RoleAttachmentDeleteResponse.FromString)
-_LIST = MethodInfo("RoleAttachments.List", "/v1.RoleAttachments/List", legacy_role_attachments_pb2.RoleAttachmentListResponse.FromString)
+_CREATE = MethodInfo("RoleAttachments.Create", "/v1.RoleAttachments/Create", legacy_role_attachments_pb2.RoleAttachmentCreateResponse.FromString, True)
+_GET = MethodInfo("RoleAttachments.Get", "/v1.RoleAttachments/Get", legacy_role_attachments_pb2.RoleAttachmentGetResponse.FromString, True)
+_DELETE = MethodInfo("RoleAttachments.Delete", "/v1.RoleAttachments/Delete", legacy_role_attachments_pb2.RoleAttachmentDeleteResponse.FromString, True)
+_LIST = MethodInfo("RoleAttachments.List", "/v1.RoleAttachments/List", legacy_role_attachments_pb2.RoleAttachmentListResponse.FromString, True)
 
 
 class RoleAttachments(_Service):

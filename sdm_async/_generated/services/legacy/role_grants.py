@@ -13,10 +13,10 @@ from ...v1.legacy import role_grants_pb2 as legacy_role_grants_pb2
 from ...models.legacy.role_grants import RoleGrant, RoleGrantCreateResponse, RoleGrantDeleteResponse, RoleGrantGetResponse, from_pb_RoleGrant, from_pb_RoleGrantCreateResponse, from_pb_RoleGrantDeleteResponse, from_pb_RoleGrantGetResponse, to_pb_RoleGrant
 
 
-_CREATE = MethodInfo("RoleGrants.Create", "/v1.RoleGrants/Create", legacy_role_grants_pb2.RoleGrantCreateResponse.FromString)
-_GET = MethodInfo("RoleGrants.Get", "/v1.RoleGrants/Get", legacy_role_grants_pb2.RoleGrantGetResponse.FromString)
-_DELETE = MethodInfo("RoleGrants.Delete", "/v1.RoleGrants/Delete", legacy_role_grants_pb2.RoleGrantDeleteResponse.FromString)
-_LIST = MethodInfo("RoleGrants.List", "/v1.RoleGrants/List", legacy_role_grants_pb2.RoleGrantListResponse.FromString)
+_CREATE = MethodInfo("RoleGrants.Create", "/v1.RoleGrants/Create", legacy_role_grants_pb2.RoleGrantCreateResponse.FromString, True)
+_GET = MethodInfo("RoleGrants.Get", "/v1.RoleGrants/Get", legacy_role_grants_pb2.RoleGrantGetResponse.FromString, True)
+_DELETE = MethodInfo("RoleGrants.Delete", "/v1.RoleGrants/Delete", legacy_role_grants_pb2.RoleGrantDeleteResponse.FromString, True)
+_LIST = MethodInfo("RoleGrants.List", "/v1.RoleGrants/List", legacy_role_grants_pb2.RoleGrantListResponse.FromString, True)
 
 
 class RoleGrants(_Service):
