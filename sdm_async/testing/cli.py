@@ -1,0 +1,112 @@
+"""`sdm-async emulator`: serve the emulator until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from sdm_async.testing.emulator import Emulator
+
+
+def _seconds(text: str) -> float:
+    """`0.005`, `5ms` or `2s`."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("ms"):
+            return float(value[:-2]) / 1000
+        return float(value.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (e.g. 0.005, 5ms, 2s)"
+        ) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sdm-async emulator",
+        description="Serve a local emulator of the StrongDM API (plain gRPC) until interrupted.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8890, help="0 picks a free port (default 8890)")
+    p.add_argument("--access-key", help="admin API key to accept (or $SDM_API_ACCESS_KEY)")
+    p.add_argument("--secret-key", help="its base64 secret (or $SDM_API_SECRET_KEY)")
+    p.add_argument("--rate-limit", type=int, default=0, help="calls per window per key (0: off)")
+    p.add_argument("--rate-limit-window", type=_seconds, default=60.0, metavar="SECONDS")
+    p.add_argument("--latency", type=_seconds, default=0.0, help="added to every call")
+    p.add_argument("--latency-jitter", type=_seconds, default=0.0, help="plus up to this much")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="fraction of calls that fail")
+    p.add_argument("--fault-code", choices=["UNAVAILABLE", "INTERNAL"], default="UNAVAILABLE")
+    p.add_argument(
+        "--fault-when",
+        choices=["before", "after"],
+        default="before",
+        help="fail before the change is applied, or after it (the reply is lost)",
+    )
+    p.add_argument("--db", help="SQLite file that keeps the state across restarts")
+    p.add_argument("--page-size", type=int, default=50, help="list page size by default")
+    p.add_argument("--max-page-size", type=int, default=1000)
+    p.add_argument("--seed", type=int, help="seed for latency and fault randomness")
+    p.add_argument("--seed-users", type=int, default=0, metavar="N", help="start with N users")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every call (debug level)")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    access_key = args.access_key or os.environ.get("SDM_API_ACCESS_KEY") or None
+    secret_key = args.secret_key or os.environ.get("SDM_API_SECRET_KEY") or None
+    if (access_key is None) != (secret_key is None):
+        print("sdm-async emulator: give both the access key and the secret key", file=sys.stderr)
+        return 2
+    generated = access_key is None and args.db is None
+    try:
+        emu = Emulator(
+            host=args.host,
+            port=args.port,
+            access_key=access_key,
+            secret_key=secret_key,
+            rate_limit=args.rate_limit,
+            rate_limit_window=args.rate_limit_window,
+            latency=args.latency,
+            latency_jitter=args.latency_jitter,
+            fault_rate=args.fault_rate,
+            fault_code=args.fault_code,
+            fault_when=args.fault_when,
+            db=args.db,
+            page_size=args.page_size,
+            max_page_size=args.max_page_size,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        print(f"sdm-async emulator: {e}", file=sys.stderr)
+        return 2
+    if args.seed_users:
+        emu.backend.seed_users(args.seed_users)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await emu.start()
+    print(f"sdm-async emulator listening on {emu.address}", flush=True)
+    if generated or access_key is None:
+        # Made up here (or kept in --db): the caller cannot know it otherwise.
+        print(f"SDM_API_ACCESS_KEY={emu.access_key}", flush=True)
+        print(f"SDM_API_SECRET_KEY={emu.secret_key}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await emu.stop(grace=1.0)
+    print("sdm-async emulator stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+    )
+    return asyncio.run(serve(args))

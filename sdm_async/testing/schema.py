@@ -1,0 +1,103 @@
+"""What the emulator knows of the API's shape, derived once from the descriptors and the
+generated catalog: for every service method, its message classes, its kind, and where the
+object sits in the request and the response."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import descriptor, message_factory
+
+from sdm_async._generated import catalog
+from sdm_async._generated.v1 import _pool
+
+Message = Any  # a generated protobuf message (upb); not precisely typeable
+CRUD = frozenset({"create", "get", "update", "delete", "list"})
+
+
+@dataclass(frozen=True)
+class Method:
+    service: str  # "Accounts"
+    name: str  # "List"
+    kind: str  # create/get/update/delete/list, or the snake name of anything else
+    request: type[Message]
+    response: type[Message]
+    item_field: str  # the object's field ("account"), or the list's field ("accounts")
+    item: descriptor.Descriptor | None  # the object's message type
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.service}.{self.name}"
+
+
+def message_class(name: str) -> type[Message]:
+    cls: type[Message] = message_factory.GetMessageClass(
+        _pool.POOL.FindMessageTypeByName(f"v1.{name}")
+    )
+    return cls
+
+
+def _item_field(kind: str, request: descriptor.Descriptor, response: descriptor.Descriptor) -> str:
+    if kind == "list":
+        for f in response.fields:
+            if f.is_repeated and f.message_type is not None:
+                return str(f.name)
+        return ""
+    for f in request.fields:
+        if f.message_type is not None and f.name != "meta":
+            return str(f.name)
+    for f in response.fields:
+        if f.message_type is not None and f.name not in ("meta", "rate_limit"):
+            return str(f.name)
+    return ""
+
+
+@functools.cache
+def methods() -> dict[str, Method]:
+    """Every method of the API by gRPC path (`/v1.Accounts/List`)."""
+    table: dict[str, Method] = {}
+    for service, (_attr, _prefix, calls) in catalog.SERVICES.items():
+        for name, (req_name, resp_name, kind) in calls.items():
+            req, resp = message_class(req_name), message_class(resp_name)
+            if kind == "list" and name != "List":
+                kind = name.lower()  # ListByActor, Logs, ListSecretStores: not the generic list
+            field = _item_field(kind, req.DESCRIPTOR, resp.DESCRIPTOR)
+            holder = resp.DESCRIPTOR if kind == "list" else req.DESCRIPTOR
+            item = (
+                holder.fields_by_name[field].message_type
+                if field in holder.fields_by_name
+                else None
+            )
+            if item is None and field in resp.DESCRIPTOR.fields_by_name:
+                item = resp.DESCRIPTOR.fields_by_name[field].message_type
+            table[f"/v1.{service}/{name}"] = Method(service, name, kind, req, resp, field, item)
+    return table
+
+
+def id_prefix(service: str) -> str:
+    return catalog.SERVICES[service][1]
+
+
+def union_of(item: descriptor.Descriptor) -> str | None:
+    """The oneof of a polymorphic object (`Account` -> "account"), if it is one."""
+    entry = catalog.UNIONS.get(item.name)
+    return entry[0] if entry else None
+
+
+def member(msg: Message) -> tuple[str, Message]:
+    """(type name, the set member) of a polymorphic object; ("", msg) for a plain one."""
+    oneof = union_of(msg.DESCRIPTOR)
+    if oneof is None:
+        return "", msg
+    which = msg.WhichOneof(oneof)
+    return (which or ""), (getattr(msg, which) if which else msg)
+
+
+def required_fields(msg: Message) -> tuple[str, ...]:
+    return catalog.REQUIRED.get(msg.DESCRIPTOR.name, ())
+
+
+def read_only_fields(msg: Message) -> tuple[str, ...]:
+    return catalog.READ_ONLY.get(msg.DESCRIPTOR.name, ())
