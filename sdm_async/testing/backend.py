@@ -134,6 +134,7 @@ class Backend:
             inner.ClearField(name)
         if m.service == "Nodes" and not inner.name:
             inner.name = f"{kind}-{secrets.token_hex(4)}"
+        _derive(m.service, kind, inner)
         natural = self._natural_key(m.service, kind, inner)
         if natural is not None and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
@@ -179,6 +180,7 @@ class Backend:
                     inner.ClearField(name)
             else:
                 setattr(inner, name, getattr(old_inner, name))
+        _derive(m.service, kind, inner)
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
@@ -436,6 +438,15 @@ def _id_fields(item: Any) -> set[str]:
     return {
         name for f in item.oneofs_by_name[oneof].fields for name in f.message_type.fields_by_name
     }
+
+
+def _derive(service: str, kind: str, inner: Message) -> None:
+    """Fields the server computes from others."""
+    if service == "Accounts" and kind == "user":
+        # A user is suspended through its permission level; `suspended` only reflects it.
+        if not inner.permission_levelRW:
+            inner.permission_levelRW = "user"
+        inner.suspendedRO = inner.permission_levelRW == "suspended"
 
 
 def _check_access_rules(text: str) -> None:

@@ -10,9 +10,13 @@ against it too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -21,6 +25,9 @@ from sdm_async.testing.auth import Keys, new_key_pair
 from sdm_async.testing.backend import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Backend
 from sdm_async.testing.journal import Journal
 from sdm_async.testing.server import Faults, RateLimiter, Servicer, Stats
+
+if TYPE_CHECKING:
+    from sdm_async.client import Client
 
 
 class Emulator:
@@ -147,13 +154,50 @@ class Emulator:
     ) -> None:
         await self.stop()
 
-    def client(self, **options: Any) -> Any:
+    def client(self, **options: Any) -> Client:
         """An `sdm_async.Client` connected to this emulator with its admin key."""
-        import sdm_async
+        from sdm_async.client import Client
 
         if self._server is None:
             raise RuntimeError("start the emulator first (async with Emulator() as emu: ...)")
-        return sdm_async.Client(self.access_key, self.secret_key, self.address, True, **options)
+        return Client(self.access_key, self.secret_key, self.address, True, **options)
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[Emulator]:
+        """Serve from a background thread with its own event loop, for synchronous code
+        such as the official SDK: `with Emulator().running_in_thread() as emu: ...`.
+
+        Not for use beside grpc.aio clients on another loop of the same process: grpc.aio
+        shares one completion queue per process and several loops in one process misbehave.
+        """
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as e:  # reported to the caller's thread below
+                failure.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+
+        thread = threading.Thread(target=serve, name="sdm-async-emulator", daemon=True)
+        thread.start()
+        ready.wait()
+        try:
+            if failure:
+                raise failure[0]
+            yield self
+        finally:
+            if not failure:
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
     def add_key(self, permissions: frozenset[str] | None = None) -> tuple[str, str]:
         """Register another API key (admin when `permissions` is None); returns it."""
