@@ -60,6 +60,11 @@ def _resource(i: int, teams: int) -> Any:
     return kinds[i % len(kinds)]()
 
 
+def _ids(outcomes: Sequence[Outcome[Any, Any]], attr: str) -> list[str]:
+    """Ids of what the calls created (the response's `attr`), in input order."""
+    return [getattr(o.response, attr).id for o in outcomes if o.response is not None]
+
+
 def _failed(outcomes: Sequence[Outcome[Any, Any]]) -> int:
     for o in outcomes:
         if o.error is not None:
@@ -100,9 +105,9 @@ async def provision(
     resource_outcomes = await client.bulk(
         client.resources.create, [_resource(i, roles) for i in range(resources)], progress=True
     )
-    role_ids = [o.response.role.id for o in role_outcomes if o.response]
-    user_ids = [o.response.account.id for o in user_outcomes if o.response]
-    resource_ids = [o.response.resource.id for o in resource_outcomes if o.response]
+    role_ids = _ids(role_outcomes, "role")
+    user_ids = _ids(user_outcomes, "account")
+    resource_ids = _ids(resource_outcomes, "resource")
     attachments = await client.bulk(
         client.account_attachments.create,
         [
@@ -125,7 +130,13 @@ async def provision(
         ],
         progress=True,
     )
-    steps = [role_outcomes, user_outcomes, resource_outcomes, attachments, grants]
+    steps: list[Sequence[Outcome[Any, Any]]] = [
+        role_outcomes,
+        user_outcomes,
+        resource_outcomes,
+        attachments,
+        grants,
+    ]
     return {
         "calls": sum(len(s) for s in steps),
         "failed": sum(_failed(s) for s in steps),

@@ -135,6 +135,24 @@ async def test_references_are_checked_and_deletes_cascade(client: sdm_async.Clie
     assert (await client.roles.get(role.id)).role.name == "dba"  # the role itself stays
 
 
+async def test_legacy_role_attachments_and_grants(client: sdm_async.Client) -> None:
+    parent = (await client.roles.create(sdm_async.Role(name="parent"))).role
+    child = (await client.roles.create(sdm_async.Role(name="child"))).role
+    redis = (await client.resources.create(sdm_async.Redis(name="r", hostname="h"))).resource
+    ra = await client.role_attachments.create(
+        sdm_async.RoleAttachment(composite_role_id=parent.id, attached_role_id=child.id)
+    )
+    rg = await client.role_grants.create(
+        sdm_async.RoleGrant(role_id=child.id, resource_id=redis.id)
+    )
+    assert ra.role_attachment.id.startswith("ra-") and rg.role_grant.id.startswith("rg-")
+    with pytest.raises(errors.NotFoundError, match="resource_id"):
+        await client.role_grants.create(sdm_async.RoleGrant(role_id=child.id, resource_id="rs-x"))
+    await client.roles.delete(child.id)
+    assert [x async for x in client.role_attachments.list("")] == []
+    assert [x async for x in client.role_grants.list("")] == []
+
+
 async def test_role_access_rules_are_validated_json(client: sdm_async.Client) -> None:
     rules = [{"tags": {"env": "prod"}}, {"type": "postgres"}]
     role = (await client.roles.create(sdm_async.Role(name="r", access_rules=rules))).role
@@ -186,7 +204,7 @@ async def test_nodes_and_service_accounts_get_a_token(client: sdm_async.Client) 
     svc = await client.accounts.create(sdm_async.Service(name="deployer"))
     assert gw.token and relay.token and svc.token
     assert gw.node.id.startswith("n-") and isinstance(relay.node, sdm_async.Relay)
-    names = sorted(n.name async for n in client.nodes.list("type:gateway"))
+    names = sorted([n.name async for n in client.nodes.list("type:gateway")])
     assert names == ["gw"]
     with pytest.raises(errors.AlreadyExistsError):
         await client.nodes.create(sdm_async.Relay(name="relay-1"))

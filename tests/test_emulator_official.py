@@ -129,13 +129,8 @@ async def test_roles_attachments_grants_nodes_and_resources(emu: Emulator) -> No
         relay = client.nodes.create(strongdm.Relay(name="relay"))
         assert gw.token and relay.token
         assert sorted(n.name for n in client.nodes.list("")) == ["gw", "relay"]
-        legacy = client.role_grants.create(
-            strongdm.RoleGrant(role_id=role.id, resource_id=made[1].id)
-        ).role_grant
-        assert [g.id for g in client.role_grants.list("")] == [legacy.id]
         client.roles.delete(role.id)
         assert list(client.account_attachments.list("")) == []
-        assert list(client.role_grants.list("")) == []
 
     await in_thread(body)
 
