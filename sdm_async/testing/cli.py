@@ -52,7 +52,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for latency and fault randomness")
     p.add_argument("--seed-users", type=int, default=0, metavar="N", help="start with N users")
     p.add_argument("-v", "--verbose", action="store_true", help="log every call (debug level)")
+    p.add_argument(
+        "--list-methods", action="store_true", help="print which API methods are emulated, exit"
+    )
     return p
+
+
+def not_emulated() -> list[str]:
+    """The API methods the emulator answers with UNIMPLEMENTED."""
+    from sdm_async.testing import schema
+    from sdm_async.testing.auth import Keys
+    from sdm_async.testing.backend import Backend
+
+    backend = Backend(Keys())
+    return [m.full_name for m in schema.methods().values() if not backend.implemented(m)]
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -105,6 +118,13 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.list_methods:
+        from sdm_async.testing import schema
+
+        missing = set(not_emulated())
+        for m in schema.methods().values():
+            print(f"{'no ' if m.full_name in missing else 'yes'} {m.full_name}")
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
