@@ -19,6 +19,7 @@ import grpc
 
 from sdm_async.testing import schema
 from sdm_async.testing.auth import Key, Keys, new_key_pair
+from sdm_async.testing.filters import FilterError, compile_filter
 from sdm_async.testing.schema import Message, Method
 from sdm_async.testing.status import ApiError, already_exists, bad_request, not_found
 from sdm_async.testing.tables import Change, Record, Table
@@ -375,8 +376,6 @@ class Backend:
     def _filter(self, m: Method, text: str) -> Callable[[Message], bool] | None:
         if not text.strip():
             return None
-        from sdm_async.testing.filters import FilterError, compile_filter
-
         assert m.item is not None
         try:
             return compile_filter(text, m.item)
