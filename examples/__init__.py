@@ -1,0 +1,1 @@
+"""Examples of sdm_async in use; each module says how to run it."""
