@@ -455,3 +455,16 @@ async def test_latency_is_added() -> None:
             elapsed = loop.time() - started
     assert elapsed >= 0.05  # concurrent calls each wait, but not one after another
     assert emu.stats.max_in_flight > 1
+
+
+async def test_credentials_are_accepted_but_never_returned(client: sdm_async.Client) -> None:
+    pg = sdm_async.Postgres(
+        name="pg", hostname="db", database="d", username="app", password="s3cret", port=5432
+    )
+    made = (await client.resources.create(pg)).resource
+    assert made.password == "" and made.username == "app"  # write-only, as in the API
+    assert [r.password async for r in client.resources.list("")] == [""]
+    made.hostname = "db2"  # an update need not repeat the credential it cannot read
+    assert (await client.resources.update(made)).resource.hostname == "db2"
+    history = [h async for h in client.resources_history.list("")]
+    assert all(b"s3cret" not in repr(h).encode() for h in history)

@@ -129,9 +129,9 @@ class Backend:
 
     def _create(self, m: Method, req: Message, caller: Key) -> Reply:
         obj = getattr(req, m.item_field)
-        kind, inner = self._checked(m, obj)
+        kind, inner = self._checked(m, obj, creating=True)
         table = self.tables[m.service]
-        for name in schema.read_only_fields(inner):
+        for name in schema.read_only_fields(inner) + schema.write_only_fields(inner.DESCRIPTOR):
             inner.ClearField(name)
         if m.service == "Nodes" and not inner.name:
             inner.name = f"{kind}-{secrets.token_hex(4)}"
@@ -163,8 +163,10 @@ class Backend:
 
     def _update(self, m: Method, req: Message, caller: Key) -> Reply:
         obj = getattr(req, m.item_field)
-        kind, inner = self._checked(m, obj)
+        kind, inner = self._checked(m, obj, creating=False)
         table = self.tables[m.service]
+        for name in schema.write_only_fields(inner.DESCRIPTOR):
+            inner.ClearField(name)
         id = inner.id or getattr(req, "id", "")
         old = table.get(id)
         if old is None:
@@ -265,8 +267,11 @@ class Backend:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _checked(self, m: Method, obj: Message) -> tuple[str, Message]:
-        """The object's type and set member, with its required fields and references checked."""
+    def _checked(self, m: Method, obj: Message, *, creating: bool) -> tuple[str, Message]:
+        """The object's type and set member, with its required fields and references checked.
+
+        Write-only fields (credentials) are never returned, so an update need not repeat them.
+        """
         kind, inner = schema.member(obj)
         oneof = schema.union_of(obj.DESCRIPTOR)
         if oneof is not None and not kind:
@@ -274,7 +279,10 @@ class Backend:
             raise bad_request(
                 f"{m.full_name}: {m.item_field} has no type: set one of its kinds ({kinds}, ...)"
             )
+        skip = () if creating else schema.write_only_fields(inner.DESCRIPTOR)
         for name in schema.required_fields(inner):
+            if name in skip:
+                continue
             field = inner.DESCRIPTOR.fields_by_name[name]
             present = (
                 inner.HasField(name) if field.message_type is not None else getattr(inner, name)

@@ -43,6 +43,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, OneofDescrip
 from google.protobuf.message import Message
 
 from sdm_async._generated.v1 import _pool, options_pb2
+from sdm_async.testing.schema import field_options as _field_options
 
 __all__ = ["FilterError", "compile_filter", "filter_fields"]
 
@@ -355,22 +356,10 @@ class _Nested(_Entry):
         return self.inner.compile(value, f"{prefix}{self.field}.")
 
 
-# The API's custom options live in the v1 descriptor pool, apart from the default pool; their
-# extensions are read by reparsing each option message with that pool's classes.
-_FIELD_OPTIONS = message_factory.GetMessageClass(
-    _pool.POOL.FindMessageTypeByName("google.protobuf.FieldOptions")
-)
 _ONEOF_OPTIONS = message_factory.GetMessageClass(
     _pool.POOL.FindMessageTypeByName("google.protobuf.OneofOptions")
 )
-_FIELD_EXT = options_pb2.DESCRIPTOR.extensions_by_name["field_options"]
 _ONEOF_EXT = options_pb2.DESCRIPTOR.extensions_by_name["oneof_options"]
-
-
-def _field_options(fd: FieldDescriptor) -> options_pb2.FieldOptions:
-    opts: Any = _FIELD_OPTIONS.FromString(fd.GetOptions().SerializeToString())
-    result: options_pb2.FieldOptions = opts.Extensions[_FIELD_EXT]
-    return result
 
 
 def _oneof_filter_name(oneof: OneofDescriptor) -> str:

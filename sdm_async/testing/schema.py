@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf import descriptor, message_factory
 
 from sdm_async._generated import catalog
-from sdm_async._generated.v1 import _pool
+from sdm_async._generated.v1 import _pool, options_pb2
 
 Message = Any  # a generated protobuf message (upb); not precisely typeable
 CRUD = frozenset({"create", "get", "update", "delete", "list"})
@@ -101,3 +101,23 @@ def required_fields(msg: Message) -> tuple[str, ...]:
 
 def read_only_fields(msg: Message) -> tuple[str, ...]:
     return catalog.READ_ONLY.get(msg.DESCRIPTOR.name, ())
+
+
+# The API's custom options live in the v1 descriptor pool, apart from the default pool; their
+# extensions are read by reparsing each option message with that pool's classes.
+_FIELD_OPTIONS = message_factory.GetMessageClass(
+    _pool.POOL.FindMessageTypeByName("google.protobuf.FieldOptions")
+)
+_FIELD_EXT = options_pb2.DESCRIPTOR.extensions_by_name["field_options"]
+
+
+def field_options(fd: descriptor.FieldDescriptor) -> options_pb2.FieldOptions:
+    opts: Any = _FIELD_OPTIONS.FromString(fd.GetOptions().SerializeToString())
+    result: options_pb2.FieldOptions = opts.Extensions[_FIELD_EXT]
+    return result
+
+
+@functools.cache
+def write_only_fields(item: descriptor.Descriptor) -> tuple[str, ...]:
+    """Fields the API accepts but never returns (passwords, keys)."""
+    return tuple(f.name for f in item.fields if field_options(f).write_only)
