@@ -16,17 +16,17 @@ demo: $(STAMP)
 	$(BIN)/python -m sdm_async demo
 
 test: $(STAMP)
-	$(BIN)/ruff check sdm_async tests tools benchmarks
-	$(BIN)/ruff format --check sdm_async tests tools benchmarks
-	$(BIN)/mypy sdm_async tools
+	$(BIN)/ruff check sdm_async tests tools benchmarks examples
+	$(BIN)/ruff format --check sdm_async tests tools benchmarks examples
+	$(BIN)/mypy sdm_async tools examples
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check sdm_async tests tools benchmarks
-	$(BIN)/ruff format --check sdm_async tests tools benchmarks
+	$(BIN)/ruff check sdm_async tests tools benchmarks examples
+	$(BIN)/ruff format --check sdm_async tests tools benchmarks examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy sdm_async tools
+	$(BIN)/mypy sdm_async tools examples
 
 # Regenerate protobuf modules, grpc stubs, .pyi, models, services and constants from protos/.
 generate: $(STAMP)
