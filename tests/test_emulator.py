@@ -468,3 +468,17 @@ async def test_credentials_are_accepted_but_never_returned(client: sdm_async.Cli
     assert (await client.resources.update(made)).resource.hostname == "db2"
     history = [h async for h in client.resources_history.list("")]
     assert all(b"s3cret" not in repr(h).encode() for h in history)
+
+
+async def test_resource_tags_are_enumerated_and_healthchecks_accepted(
+    client: sdm_async.Client,
+) -> None:
+    for i, env in enumerate(["prod", "dev", "prod"]):
+        r = sdm_async.Redis(name=f"r{i}", hostname="h", tags={"env": env, "team": "core"})
+        made = (await client.resources.create(r)).resource
+    tags = [(t.name, t.value) async for t in client.resources.enumerate_tags("")]
+    assert tags == [("env", "dev"), ("env", "prod"), ("team", "core")]
+    assert [t.value async for t in client.resources.enumerate_tags("name:env")] == ["dev", "prod"]
+    await client.resources.healthcheck(made.id)
+    with pytest.raises(errors.NotFoundError):
+        await client.resources.healthcheck("rs-0000000000000000")

@@ -110,6 +110,8 @@ class Backend:
     # -- dispatch ---------------------------------------------------------------------------
 
     def implemented(self, m: Method) -> bool:
+        if m.full_name in _SPECIAL:
+            return True
         if m.service in self.tables:
             return m.kind in schema.CRUD
         return m.kind == "list" and m.service.removesuffix("History") in self.tables
@@ -120,6 +122,9 @@ class Backend:
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{m.full_name} is not emulated (see the README's list of emulated methods)",
             )
+        special = _SPECIAL.get(m.full_name)
+        if special is not None:
+            return getattr(self, special)(m, request)  # type: ignore[no-any-return]
         if m.service not in self.tables:
             return self._history(m, request)
         handler: Callable[[Method, Message, Key], Reply] = getattr(self, f"_{m.kind}")
@@ -264,6 +269,30 @@ class Backend:
                 break
             found.append(record.SerializeToString())
         return self._page_reply(m, found, next_seq)
+
+    # -- the few methods that are not CRUD -------------------------------------------------
+
+    def _enumerate_tags(self, m: Method, req: Message) -> Reply:
+        """Every distinct tag of every resource, sorted, filtered on `name`/`value`."""
+        pairs = sorted(
+            {
+                (p.name, p.value)
+                for r in self.tables["Resources"].records.values()
+                for p in schema.member(r.msg)[1].tags.pairs
+            }
+        )
+        keep = self._filter(m, req.filter)
+        after, limit = self._paging(req.meta)
+        tag_cls = schema.message_class("Tag")
+        found = [t for t in (tag_cls(name=n, value=v) for n, v in pairs) if keep is None or keep(t)]
+        page = found[after : after + limit]
+        more = after + limit if after + limit < len(found) else None
+        return self._page_reply(m, [t.SerializeToString() for t in page], more)
+
+    def _healthcheck(self, m: Method, req: Message) -> Reply:
+        if req.id not in self.tables["Resources"].records:
+            raise not_found(f"resource {req.id!r} not found")
+        return Reply(m.response())  # the API only schedules the check
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -436,6 +465,12 @@ class Backend:
             self._commit(
                 table, "create", user.id, account, self._natural_key("Accounts", "user", user)
             )
+
+
+_SPECIAL = {
+    "Resources.EnumerateTags": "_enumerate_tags",
+    "Resources.Healthcheck": "_healthcheck",
+}
 
 
 def _id_fields(item: Any) -> set[str]:
