@@ -163,7 +163,7 @@ async def read_back(client: sdm_async.Client, teams: int) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     live = bool(os.environ.get("SDM_API_ACCESS_KEY") and os.environ.get("SDM_API_SECRET_KEY"))
     if live:
-        async with sdm_async.Client.from_env() as client:
+        async with sdm_async.Client.from_env(insecure=args.insecure) as client:
             return await _session(client, args, write=args.write, where=client.host)
     # A rate limit like a real organisation's, generous enough for the demo's ~2,500 calls.
     async with Emulator(rate_limit=10_000, rate_limit_window=60) as emu:
@@ -203,6 +203,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--resources", type=int, default=200)
     parser.add_argument(
         "--write", action="store_true", help="provision into a real organisation too"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plain-text gRPC to SDM_API_HOST (an emulator)"
     )
     args = parser.parse_args(argv)
     if min(args.users, args.roles, args.resources) < 1:
