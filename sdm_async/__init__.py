@@ -8,15 +8,15 @@ async with sdm_async.Client(access_key, secret) as client:
 """
 
 from sdm_async import errors
+from sdm_async._generated import constants as _constants
+from sdm_async._generated import models as _models
 from sdm_async._generated.constants import *  # noqa: F403
-from sdm_async._generated.constants import __all__ as _constants
 from sdm_async._generated.models import *  # noqa: F403
-from sdm_async._generated.models import __all__ as _models
 from sdm_async._model import Model
 from sdm_async._pagination import AsyncPager
 from sdm_async._retry import RetryPolicy
 from sdm_async._rpc import Attempt, SigningInterceptor
-from sdm_async.bulk import Outcome
+from sdm_async.bulk import BulkIterator, Outcome
 from sdm_async.client import Client, SnapshotClient
 from sdm_async.errors import (
     AlreadyExistsError,
@@ -40,6 +40,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BulkIterator",
     "Client",
     "InternalError",
     "Model",
@@ -55,6 +56,8 @@ __all__ = [
     "UnavailableError",
     "UnknownError",
     "errors",
-    *_models,
-    *_constants,
 ]
+# The forms type checkers understand (`__all__ += module.__all__`), so that every model and
+# constant counts as exported for mypy and pyright alike.
+__all__ += _models.__all__
+__all__ += _constants.__all__

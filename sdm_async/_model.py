@@ -46,6 +46,7 @@ class Model:
 
     @classmethod
     def from_dict(cls: type[_M], d: Mapping[str, Any]) -> _M:
+        """A model from the attributes in `d` (missing ones take their defaults)."""
         return cls(**{f: d.get(f) for f in cls.__slots__})
 
 

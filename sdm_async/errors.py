@@ -56,31 +56,45 @@ class RPCError(Exception):
 
 
 class AlreadyExistsError(RPCError):
+    """The entity already exists (ALREADY_EXISTS), e.g. a user with that email."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.ALREADY_EXISTS.value[0])
 
 
 class AuthenticationError(RPCError):
+    """The API key was refused (UNAUTHENTICATED): unknown key, bad signature."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.UNAUTHENTICATED.value[0])
 
 
 class BadRequestError(RPCError):
+    """The request is invalid (INVALID_ARGUMENT), or bad input caught before any
+    call (a filter with the wrong number of arguments, a model of the wrong type)."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.INVALID_ARGUMENT.value[0])
 
 
 class InternalError(RPCError):
+    """The API failed (INTERNAL); retried by the client's `RetryPolicy`."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.INTERNAL.value[0])
 
 
 class NotFoundError(RPCError):
+    """No such entity (NOT_FOUND)."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.NOT_FOUND.value[0])
 
 
 class PermissionError(RPCError, builtins.PermissionError):
+    """The key lacks the permission for this call (PERMISSION_DENIED); also a
+    `builtins.PermissionError`."""
+
     def __init__(self, msg: str) -> None:
         RPCError.__init__(self, msg, grpc.StatusCode.PERMISSION_DENIED.value[0])
 
@@ -94,16 +108,24 @@ class RateLimitError(RPCError):
 
 
 class TimeoutError(RPCError, builtins.TimeoutError):
+    """The call's `timeout` passed (DEADLINE_EXCEEDED), retries and waits included;
+    also a `builtins.TimeoutError`."""
+
     def __init__(self, msg: str = "deadline exceeded") -> None:
         RPCError.__init__(self, msg, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
 
 
 class UnavailableError(RPCError):
+    """The API could not be reached (UNAVAILABLE); retried by the client's
+    `RetryPolicy`. The official SDK raises a plain `RPCError` here."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.UNAVAILABLE.value[0])
 
 
 class UnknownError(RPCError):
+    """An error that is not a gRPC status (the official SDK's name; kept for parity)."""
+
     def __init__(self, msg: str) -> None:
         super().__init__(msg, grpc.StatusCode.UNKNOWN.value[0])
 
