@@ -1,7 +1,9 @@
 """The base of every model class, and the conversions generated converters call.
 
 Listing is the hot path, so converters build models in one pass (`_new` + slot stores) and
-convert timestamps with integer arithmetic rather than `Timestamp.ToDatetime()`.
+convert timestamps with integer arithmetic rather than `Timestamp.ToDatetime()`. The helpers
+below run once per listed item: `timedelta` takes positional arguments (keywords cost about a
+third more) and tags are filled by a plain loop (cheaper than a comprehension's frame).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _ZERO = datetime.timedelta(0)
+_timedelta = datetime.timedelta
 _M = TypeVar("_M", bound="Model")
 
 _new = object.__new__
@@ -55,7 +58,7 @@ def ts_from_pb(ts: Any) -> datetime.datetime | None:
     seconds, nanos = ts.seconds, ts.nanos
     if not seconds and not nanos:
         return None
-    return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + _timedelta(0, seconds, nanos // 1000)
 
 
 def ts_to_pb(value: datetime.datetime, ts: Any) -> None:
@@ -70,7 +73,7 @@ def dur_from_pb(d: Any) -> datetime.timedelta:
     seconds, nanos = d.seconds, d.nanos
     if not seconds and not nanos:
         return _ZERO
-    return datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _timedelta(0, seconds, nanos // 1000)
 
 
 def dur_to_pb(value: datetime.timedelta, d: Any) -> None:
@@ -81,7 +84,10 @@ def dur_to_pb(value: datetime.timedelta, d: Any) -> None:
 
 
 def tags_from_pb(tags: Any) -> dict[str, str]:
-    return {p.name: p.value for p in tags.pairs}
+    out = {}
+    for p in tags.pairs:
+        out[p.name] = p.value
+    return out
 
 
 def tags_to_pb(value: Mapping[str, str], tags: Any) -> None:

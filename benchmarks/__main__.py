@@ -1,0 +1,117 @@
+"""`python -m benchmarks [--quick | --smoke] [--out FILE]`: measure sdm_async, the official
+SDK and bare grpc.aio against emulators running in their own processes, in interleaved
+rounds; print the tables and write the results as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from benchmarks import cases as C
+from benchmarks.report import case_json, check_json, render
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, 3 rounds: under a minute")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes, 1 round: checks it runs")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file ({DEFAULT_OUT.name})")
+    return p
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("sdm-async", "strongdm", "grpcio", "protobuf"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "?"
+    return out
+
+
+async def run(mode: str, console: Console) -> tuple[dict[str, Any], list[C.Case]]:
+    sizes = C.SIZES[mode]
+    started = time.perf_counter()
+    env = C.Env(sizes)
+    console.log(f"starting {len(env.procs)} emulator processes")
+    env.start()
+    try:
+        await env.load_ids()
+        console.log("conversion microbenchmark")
+        conversion = await C.conversion(env)
+        console.log(f"memory: listing {' and '.join(f'{n:,}' for n in sizes.memory_n)} accounts")
+        memory = C.memory(env)
+        env.procs["memory"].stop()
+        cases = C.build(env)
+        for case in cases:
+            case.runs = {c.label: [] for c in case.contenders}
+        for r in range(sizes.rounds):
+            for case in cases:
+                if case.rounds is not None and r >= case.rounds:
+                    continue
+                k = r % len(case.contenders)  # rotate who goes first, round by round
+                for contender in case.contenders[k:] + case.contenders[:k]:
+                    gc.collect()
+                    result = await contender.job(r)
+                    case.runs[contender.label].append(result)
+                    more = f", {result.errors} errors" if result.errors else ""
+                    console.log(
+                        f"round {r + 1}/{sizes.rounds} {case.id:12} {contender.label:22} "
+                        f"{result.rate:>10,.0f} {case.unit}  {result.cpu_us:7.1f} us CPU{more}"
+                    )
+    finally:
+        env.stop()
+    checks = [check_json(k) for c in cases for k in c.checks(c)]
+    checks += [check_json(k) for k in C.memory_checks(memory)]
+    doc = {
+        "meta": {
+            "mode": mode,
+            "rounds": sizes.rounds,
+            "sizes": dataclasses.asdict(sizes),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "seconds": time.perf_counter() - started,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "versions": _versions(),
+            "server_page_size": C.SERVER_PAGE,
+            "latency": C.LATENCY,
+        },
+        "cases": [case_json(c) for c in cases],
+        "conversion": conversion,
+        "memory": memory,
+        "checks": checks,
+    }
+    return doc, cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    mode = "quick" if args.quick else "smoke" if args.smoke else "full"
+    console = Console(stderr=True)
+    doc, cases = asyncio.run(run(mode, console))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    render(doc, cases, Console())
+    misses = sum(1 for c in doc["checks"] if not c["pass"] and not c["target"].startswith("(info)"))
+    print(f"{misses} target(s) missed; results in {args.out} ({doc['meta']['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

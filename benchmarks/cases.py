@@ -1,0 +1,425 @@
+"""The cases: what each measures, against which emulator, at which size, and its targets.
+
+Sizes come in three modes: `full` (the numbers the README quotes), `quick` (under a minute)
+and `smoke` (a few seconds, for the test suite: it checks that everything runs, not speed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from benchmarks import convert
+from benchmarks.contenders import (
+    BARE,
+    OFFICIAL,
+    SDM,
+    BareAio,
+    NewUser,
+    Official,
+    Run,
+    SdmAsync,
+    Target,
+    new_users,
+)
+from benchmarks.emulator import EmulatorProcess
+from sdm_async.testing.auth import new_key_pair
+
+LATENCY = "5ms"  # server latency of the concurrent create cases
+SERVER_PAGE = 50  # the emulator's default page size, standing in for the API's
+BIG_PAGE = 1000  # the most the API hands out per page
+CONCURRENCY = 64
+HIGH_CONCURRENCY = 256
+RATE_JOB = 5  # the rate-limit job is this many windows' budget
+MEMORY_PAGES = 3  # "within a few pages' worth"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int  # interleaved rounds of every timed case
+    list_n: int  # accounts listed
+    calls: int  # calls of the one-at-a-time cases
+    bulk_n: int  # creates of the concurrent cases
+    official_seq_n: int  # creates of the official SDK one at a time at 5 ms (it is slow)
+    memory_n: tuple[int, int]  # the two listing lengths compared for memory
+    rate_limit: int  # calls per window in the rate-limited emulator
+    rate_window: float  # seconds
+    rate_rounds: int  # rounds of the rate-limit case (each takes RATE_JOB windows or more)
+
+
+SIZES = {
+    "full": Sizes(5, 20_000, 2_000, 5_000, 300, (10_000, 100_000), 400, 2.0, 3),
+    "quick": Sizes(3, 20_000, 400, 1_500, 100, (10_000, 100_000), 100, 1.0, 1),
+    "smoke": Sizes(1, 1_000, 20, 100, 10, (1_000, 3_000), 20, 0.5, 1),
+}
+
+
+@dataclass
+class Check:
+    """One target: what it says, what was measured, and whether that meets it."""
+
+    target: str
+    measured: str
+    passed: bool
+    value: float | None = None
+
+
+Job = Callable[[int], Awaitable[Run]]  # round number -> one measured run
+
+
+@dataclass
+class Contender:
+    label: str
+    job: Job
+
+
+@dataclass
+class Case:
+    id: str
+    title: str
+    unit: str  # "items/s" or "calls/s"
+    contenders: list[Contender]
+    checks: Callable[[Case], list[Check]] = field(repr=False)
+    rounds: int | None = None  # None: every round
+    # The labels the ratio columns compare with, by kind ("official", "grpc.aio").
+    baselines: dict[str, str] = field(default_factory=lambda: {OFFICIAL: OFFICIAL, BARE: BARE})
+    notes: list[str] = field(default_factory=list)
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+
+    def ratios(self, num: str, den: str) -> list[float]:
+        """num's rate over den's, round by round."""
+        pairs = zip(self.runs.get(num, []), self.runs.get(den, []), strict=False)
+        return [a.rate / b.rate for a, b in pairs if b.rate > 0]
+
+    def errors(self, label: str) -> int:
+        return sum(r.errors for r in self.runs.get(label, []))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio_check(
+    case: Case, num: str, den: str, threshold: float, target: str, ratios: list[float] | None = None
+) -> Check:
+    values = case.ratios(num, den) if ratios is None else ratios
+    m = median(values)
+    errors = case.errors(num)
+    shown = f"{m:.2f}x"
+    if errors:
+        shown += f", {errors} errors"
+    return Check(target, shown, m >= threshold and not errors, m)
+
+
+# -- the environment: one emulator process per kind of state ---------------------------------
+
+
+class Env:
+    """The emulators (each its own process), started together, and what the cases share."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.key, self.secret = new_key_pair()
+        k, s = self.key, self.secret
+        window = f"{sizes.rate_window:g}"
+        self.procs = {
+            # Seeded, the API's default page size: lists and gets.
+            "list": EmulatorProcess(
+                k, s, "--seed-users", str(sizes.list_n), "--page-size", str(SERVER_PAGE)
+            ),
+            "create": EmulatorProcess(k, s),  # fresh: creates one at a time
+            "latency": EmulatorProcess(k, s, "--latency", LATENCY),  # fresh: concurrent creates
+            "memory": EmulatorProcess(k, s, "--seed-users", str(max(sizes.memory_n))),
+            "rate": EmulatorProcess(
+                k, s, "--rate-limit", str(sizes.rate_limit), "--rate-limit-window", window
+            ),
+        }
+        self.ids: list[str] = []
+
+    def start(self) -> None:
+        for p in self.procs.values():
+            p.start()
+        for p in self.procs.values():
+            p.wait_ready()
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+
+    def target(self, name: str) -> Target:
+        return Target(self.procs[name].wait_ready(), self.key, self.secret)
+
+    async def load_ids(self) -> None:
+        async with SdmAsync(self.target("list")).client(page_limit=BIG_PAGE) as c:
+            async for a in c.accounts.list(""):
+                self.ids.append(a.id)
+                if len(self.ids) == self.sizes.calls:
+                    break
+
+
+def _tag(case: str, label: str, round: int) -> str:
+    return f"{case}-{label.replace(' ', '').replace('.', '')}-r{round}"
+
+
+# -- the timed cases -------------------------------------------------------------------------
+
+
+class Client(Protocol):
+    """What every contender can do one call at a time."""
+
+    name: str
+
+    async def list_all(self, page_limit: int, warm_id: str) -> Run: ...
+    async def get_each(self, ids: Sequence[str]) -> Run: ...
+    async def create_each(self, users: Sequence[NewUser]) -> Run: ...
+
+
+def build(env: Env) -> list[Case]:
+    z = env.sizes
+    lst, create, lat, rate = (env.target(n) for n in ("list", "create", "latency", "rate"))
+
+    def users(case: str, label: str, round: int, n: int) -> list[NewUser]:
+        return new_users(_tag(case, label, round), n)
+
+    def trio(target: Target) -> list[Client]:
+        return [SdmAsync(target), Official(target), BareAio(target)]
+
+    def lister(c: Client, page: int) -> Job:
+        return lambda r: c.list_all(page, env.ids[0])
+
+    def getter(c: Client) -> Job:
+        return lambda r: c.get_each(env.ids)
+
+    def creator(c: Client) -> Job:
+        return lambda r: c.create_each(users("c1", c.name, r, z.calls + 1))
+
+    cases: list[Case] = []
+
+    # 1. A long listing, one page after another.
+    for case_id, page, title, least in (
+        ("list-1000", BIG_PAGE, f"list {z.list_n:,} accounts, {BIG_PAGE} per page", 3.5),
+        ("list-default", 0, f"list {z.list_n:,} accounts, {SERVER_PAGE} per page (default)", 1.5),
+    ):
+        cases.append(
+            Case(
+                case_id,
+                title,
+                "items/s",
+                [Contender(c.name, lister(c, page)) for c in trio(lst)],
+                checks=partial(_vs_official, least=least),
+            )
+        )
+
+    # 2. One call at a time: the SDK's own overhead per call.
+    cases.append(
+        Case(
+            "get",
+            f"get, one at a time ({z.calls:,} calls)",
+            "calls/s",
+            [Contender(c.name, getter(c)) for c in trio(lst)],
+            checks=_vs_bare,
+        )
+    )
+    cases.append(
+        Case(
+            "create",
+            f"create, one at a time ({z.calls:,} calls)",
+            "calls/s",
+            [Contender(c.name, creator(c)) for c in trio(create)],
+            checks=_vs_bare,
+        )
+    )
+
+    # 3. Many creates at once against a server that takes 5 ms per call.
+    sdm, official, bare = SdmAsync(lat), Official(lat), BareAio(lat)
+    c64, c256 = f"{SDM} c{CONCURRENCY}", f"{SDM} c{HIGH_CONCURRENCY}"
+    bare64, bare256 = f"{BARE} c{CONCURRENCY}", f"{BARE} c{HIGH_CONCURRENCY}"
+    threads = f"{OFFICIAL} {CONCURRENCY} threads"
+    n = z.bulk_n + 1  # the first one warms up
+
+    def bulk_checks(c: Case) -> list[Check]:
+        return [
+            ratio_check(c, c64, bare64, 0.9, f">= 0.9x bare grpc.aio at {CONCURRENCY} in flight"),
+            ratio_check(c, c64, OFFICIAL, 0.0, "(info) x official, one at a time"),
+            ratio_check(c, c64, threads, 0.0, f"(info) x official, {CONCURRENCY} threads"),
+        ]
+
+    bulk = Case(
+        "bulk-64",
+        f"create, {LATENCY} latency, concurrency {CONCURRENCY} ({z.bulk_n:,} calls; "
+        f"official one at a time: {z.official_seq_n})",
+        "calls/s",
+        [
+            Contender(c64, lambda r: sdm.bulk_create(users("b", c64, r, n), CONCURRENCY)),
+            Contender(bare64, lambda r: bare.concurrent(users("b", bare64, r, n), CONCURRENCY)),
+            Contender(
+                OFFICIAL,
+                lambda r: official.create_each(users("b", OFFICIAL, r, z.official_seq_n + 1)),
+            ),
+            Contender(threads, lambda r: official.threaded(users("b", threads, r, n), CONCURRENCY)),
+        ],
+        checks=bulk_checks,
+        baselines={OFFICIAL: OFFICIAL, BARE: bare64},
+    )
+    cases.append(bulk)
+
+    def high_checks(c: Case) -> list[Check]:
+        errors = c.errors(c256)
+        first = next((r.first_error for r in c.runs.get(c256, []) if r.first_error), "")
+        shown = f"{errors} errors" + (f" ({first})" if first else "")
+        pairs = zip(c.runs.get(c256, []), bulk.runs.get(c64, []), strict=False)
+        ratios = [a.rate / b.rate for a, b in pairs if b.rate > 0]
+        return [
+            Check("no error", shown, errors == 0, float(errors)),
+            ratio_check(c, c256, c64, 1.0, f">= the concurrency-{CONCURRENCY} rate", ratios),
+        ]
+
+    cases.append(
+        Case(
+            "bulk-256",
+            f"create, {LATENCY} latency, concurrency {HIGH_CONCURRENCY} ({z.bulk_n:,} calls)",
+            "calls/s",
+            [
+                Contender(
+                    c256, lambda r: sdm.bulk_create(users("h", c256, r, n), HIGH_CONCURRENCY)
+                ),
+                Contender(
+                    bare256, lambda r: bare.concurrent(users("h", bare256, r, n), HIGH_CONCURRENCY)
+                ),
+            ],
+            checks=high_checks,
+            baselines={BARE: bare256},
+        )
+    )
+
+    # 4. A job of RATE_JOB windows' budget against the emulator's rate limit.
+    allowed = z.rate_limit / z.rate_window
+    job = RATE_JOB * z.rate_limit
+    sdm_rl, official_rl = SdmAsync(rate), Official(rate)
+
+    async def paced(r: int) -> Run:
+        await next_window(z.rate_window)
+        return await sdm_rl.bulk_create(users("rl", SDM, r, job), CONCURRENCY, warm=False)
+
+    async def blind(r: int) -> Run:
+        await next_window(z.rate_window)
+        return await official_rl.threaded(users("rl", threads, r, job), CONCURRENCY, warm=False)
+
+    cases.append(
+        Case(
+            "rate-limit",
+            f"bulk create of {RATE_JOB}x the budget ({job:,} calls), limit "
+            f"{z.rate_limit} per {z.rate_window:g} s, concurrency {CONCURRENCY}",
+            "calls/s",
+            [Contender(SDM, paced), Contender(threads, blind)],
+            checks=partial(_rate_checks, allowed=allowed, others=(threads,)),
+            rounds=z.rate_rounds,
+            baselines={OFFICIAL: threads},
+            notes=["each run starts as a rate-limit window starts"],
+        )
+    )
+    return cases
+
+
+def _vs_official(c: Case, least: float) -> list[Check]:
+    return [ratio_check(c, SDM, OFFICIAL, least, f">= {least}x official items/s")]
+
+
+def _vs_bare(c: Case) -> list[Check]:
+    return [ratio_check(c, SDM, BARE, 0.9, ">= 0.9x bare grpc.aio calls/s")]
+
+
+def _rate_checks(c: Case, allowed: float, others: Sequence[str]) -> list[Check]:
+    out = []
+    for label in (SDM, *others):
+        info = "" if label == SDM else "(info) "
+        runs = c.runs.get(label, [])
+        use = median([r.rate / allowed for r in runs])
+        refused = median([r.refused / r.attempts if r.attempts else 0.0 for r in runs])
+        calls = median([float(r.refused) for r in runs])
+        errors = c.errors(label)
+        more = f", {errors} errors" if errors else ""
+        out.append(
+            Check(
+                f"{info}{label}: >= 90 % of the allowed rate",
+                f"{use:.0%} of {allowed:g}/s{more}",
+                use >= 0.9 and not errors,
+                use,
+            )
+        )
+        out.append(
+            Check(
+                f"{info}{label}: <= 2 % of calls refused",
+                f"{refused:.1%} ({calls:g} refused)",
+                refused <= 0.02,
+                refused,
+            )
+        )
+    return out
+
+
+async def next_window(window: float) -> None:
+    """Sleep until just after the emulator's next window starts (windows are aligned to
+    multiples of `window` seconds since the epoch), so no run inherits a spent budget."""
+    now = time.time()
+    await asyncio.sleep((now // window + 1) * window - now + 0.01)
+
+
+# -- not timed in rounds ---------------------------------------------------------------------
+
+
+def memory(env: Env) -> dict[str, Any]:
+    """Peak memory while listing the two lengths, each measured in a fresh process."""
+    target = env.target("memory")
+    out: dict[str, Any] = {"n": list(env.sizes.memory_n), "tracemalloc": [], "rss": []}
+    for mode in ("tracemalloc", "rss"):
+        for n in env.sizes.memory_n:
+            argv = [target.address, target.access_key, target.secret_key, str(n), mode]
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.memory", *argv],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if done.returncode:
+                raise RuntimeError(f"benchmarks.memory {n} {mode} failed: {done.stderr[-2000:]}")
+            out[mode].append(json.loads(done.stdout))
+    first = out["tracemalloc"][0]
+    out["page_worth"] = first["page_models"] + first["page_wire"]
+    return out
+
+
+def memory_checks(m: dict[str, Any]) -> list[Check]:
+    page = m["page_worth"]
+    small, big = m["n"]
+    out = []
+    for mode, what in (("tracemalloc", "Python heap"), ("rss", "RSS")):
+        a, b = (r["peak"] for r in m[mode])
+        growth = b - a
+        out.append(
+            Check(
+                f"{what} peak flat in N: {big:,} vs {small:,} within {MEMORY_PAGES} pages' worth",
+                f"{_mb(a)} -> {_mb(b)} ({growth / page:+.2f} pages of {_mb(page)})",
+                growth <= MEMORY_PAGES * page,
+                growth / page,
+            )
+        )
+    return out
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+async def conversion(env: Env) -> dict[str, Any]:
+    raw = await convert.fetch_page(env.target("list"), BIG_PAGE)
+    return convert.conversion(raw)
