@@ -9,6 +9,7 @@ USAGE = """usage: sdm-async COMMAND [options]
 commands:
   emulator   serve a local emulator of the StrongDM API (see `sdm-async emulator --help`)
   demo       provision and read back an organisation on an embedded emulator
+  provision  plan or apply a YAML declaration of an organisation (`sdm-async provision --help`)
 """
 
 
@@ -26,5 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         from sdm_async.demo import main as demo_main
 
         return demo_main(rest)
+    if command == "provision":
+        from sdm_async.provision.cli import main as provision_main
+
+        return provision_main(rest)
     print(f"sdm-async: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

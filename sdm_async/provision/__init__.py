@@ -1,0 +1,39 @@
+"""Provisioning: make an organisation match a YAML declaration, idempotently.
+
+    spec = sdm_async.provision.load("org.yaml")          # validated offline
+    plan = await sdm_async.provision.plan(client, spec)  # reads only
+    print(plan.summary())
+    result = await sdm_async.provision.apply(client, spec, prune=False)
+
+The declaration names users, services, roles, resources, nodes, attachments and grants;
+objects refer to each other by natural key (email, name). Objects this package creates carry
+the tag `managed-by: sdm-async`; only those are deleted, and only with `prune`. The command
+line is `sdm-async provision plan|apply FILE`. See `examples/provision/org.yaml`.
+"""
+
+from sdm_async.provision.apply import ConflictError, Failure, Result, apply
+from sdm_async.provision.diff import Change, Plan, diff, plan
+from sdm_async.provision.kinds import MARK_KEY, MARK_VALUE
+from sdm_async.provision.org import Org, read
+from sdm_async.provision.spec import Declared, Problem, Spec, SpecError, load, parse
+
+__all__ = [
+    "MARK_KEY",
+    "MARK_VALUE",
+    "Change",
+    "ConflictError",
+    "Declared",
+    "Failure",
+    "Org",
+    "Plan",
+    "Problem",
+    "Result",
+    "Spec",
+    "SpecError",
+    "apply",
+    "diff",
+    "load",
+    "parse",
+    "plan",
+    "read",
+]
