@@ -277,7 +277,7 @@ async def test_lost_replies_leave_no_duplicates() -> None:
             assert again.ok and again.rounds == 0 and writes(emu) == {}
 
 
-async def test_reading_costs_one_listing_per_kind_in_a_steady_state(
+async def test_reading_costs_one_listing_per_service_in_a_steady_state(
     emu: Emulator, client: sdm_async.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = declaration()
@@ -288,7 +288,7 @@ async def test_reading_costs_one_listing_per_kind_in_a_steady_state(
         emu.stats.by_method.clear()
         assert (await provision.plan(client, spec_of(data))).empty
         assert emu.stats.by_method == {
-            "Accounts.List": 2,  # marked users, marked services
+            "Accounts.List": 1,  # marked users and services
             "Roles.List": 1,
             "Resources.List": 1,
             "Nodes.List": 1,
@@ -306,7 +306,7 @@ async def test_reading_costs_one_listing_per_kind_in_a_steady_state(
         "user6@example.com -> team-0",
         "user7@example.com -> team-1",
     ]
-    assert emu.stats.by_method["Accounts.List"] == 3
+    assert emu.stats.by_method["Accounts.List"] == 2
 
 
 async def test_duplicate_links_are_removed(emu: Emulator, client: sdm_async.Client) -> None:

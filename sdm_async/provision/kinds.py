@@ -61,14 +61,6 @@ class Kind:
         """The object's natural key as the API compares it (case-insensitively)."""
         return str(getattr(obj, self.key)).casefold()
 
-    def lookup_filter(self) -> str:
-        """The filter finding one object of this kind by natural key (one `?`)."""
-        return f"{self.listing},{self.key}:?" if self.listing else f"{self.key}:?"
-
-    def managed_filter(self) -> str:
-        """The filter listing this kind's objects that carry the mark (one `?`)."""
-        return f"{self.listing},tags:?" if self.listing else "tags:?"
-
 
 def _union(name: str) -> dict[str, type[Any]]:
     """oneof field name -> model class, for one polymorphic API type (`Resource`)."""

@@ -1,16 +1,19 @@
 """Reading the part of the organisation a declaration concerns.
 
-What is read, per kind of object:
+What is read:
 
-- the objects carrying the mark, with one filtered listing (`tags:managed-by=sdm-async`);
+- the objects carrying the mark: one filtered listing per service (`tags:managed-by=...`;
+  users and services share one);
 - declared objects not among them (first run, or an object to adopt): looked up one by one
   by natural key (`email:?`, `name:?`) when few, else the kind is listed in full, whichever
   costs fewer calls in the common cases;
 - links (attachments, grants) of the roles and resources found, per role or resource when
   few, else in one listing filtered on this side.
 
-In a steady state (everything declared is marked) a plan costs one listing per kind plus the
-links, however large the rest of the organisation is.
+In a steady state (everything declared is marked) a plan costs one listing per service plus
+the links, however large the rest of the organisation is. Filters have a single term: the
+API separates terms with spaces (as the Terraform provider writes them), the emulator with
+commas.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sdm_async.provision.kinds import (
     GRANT,
     MARK_KEY,
     MARK_VALUE,
+    NODE,
     OBJECTS,
     RESOURCE,
     ROLE,
@@ -93,29 +97,34 @@ def _service(client: Client, kind: Kind) -> Any:
 async def lookup(client: Client, kind: Kind, key: str) -> Any:
     """The object of `kind` whose natural key is `key` (case-insensitive), or None."""
     ident = key.casefold()
-    async for obj in _service(client, kind).list(kind.lookup_filter(), key):
-        # The filter matches `*` as a wildcard: check the key exactly.
+    async for obj in _service(client, kind).list(f"{kind.key}:?", key):
+        # The filter matches `*` as a wildcard, and `name` also matches tokens: check.
         if kind.holds(obj) and kind.ident(obj) == ident:
             return obj
     return None
 
 
-async def _read_kind(client: Client, kind: Kind, wanted: list[str]) -> dict[str, Any]:
-    service = _service(client, kind)
-    found: dict[str, Any] = {}
-    async for obj in service.list(kind.managed_filter(), f"{MARK_KEY}={MARK_VALUE}"):
-        if kind.holds(obj):
-            found[kind.ident(obj)] = obj
-    missing = [k for k in wanted if k not in found]
-    if len(missing) > LOOKUP_LIMIT:
-        async for obj in service.list(kind.listing):
+async def _read_marked(client: Client, kinds: tuple[Kind, ...]) -> dict[str, dict[str, Any]]:
+    """The marked objects of `kinds` (which share one service), by kind and natural key."""
+    found: dict[str, dict[str, Any]] = {k.name: {} for k in kinds}
+    async for obj in _service(client, kinds[0]).list("tags:?", f"{MARK_KEY}={MARK_VALUE}"):
+        for kind in kinds:
             if kind.holds(obj):
-                found.setdefault(kind.ident(obj), obj)
+                found[kind.name][kind.ident(obj)] = obj
+    return found
+
+
+async def _read_missing(client: Client, kind: Kind, missing: list[str]) -> dict[str, Any]:
+    """Objects of `kind` with the natural keys `missing`, those that exist."""
+    found: dict[str, Any] = {}
+    if len(missing) > LOOKUP_LIMIT:
+        wanted = set(missing)
+        async for obj in _service(client, kind).list(kind.listing):
+            if kind.holds(obj) and kind.ident(obj) in wanted:
+                found[kind.ident(obj)] = obj
     elif missing:
         results = await gather([functools.partial(lookup, client, kind, k) for k in missing])
-        for k, obj in zip(missing, results, strict=True):
-            if obj is not None:
-                found[k] = obj
+        found = {k: obj for k, obj in zip(missing, results, strict=True) if obj is not None}
     return found
 
 
@@ -140,11 +149,21 @@ async def _read_links(
 async def read(client: Client, spec: Spec) -> Org:
     """The objects the declaration names or the mark claims, and the links between them."""
     org = Org()
-    by_kind = await gather(
-        [functools.partial(_read_kind, client, k, [d.ident for d in spec.of(k)]) for k in OBJECTS]
+    groups = [(USER, SERVICE), (ROLE,), (RESOURCE,), (NODE,)]  # one listing per service
+    for found in await gather([functools.partial(_read_marked, client, g) for g in groups]):
+        org.objects.update(found)
+    missing = [
+        [d.ident for d in spec.of(kind) if d.ident not in org.objects[kind.name]]
+        for kind in OBJECTS
+    ]
+    extra = await gather(
+        [
+            functools.partial(_read_missing, client, k, m)
+            for k, m in zip(OBJECTS, missing, strict=True)
+        ]
     )
-    for kind, found in zip(OBJECTS, by_kind, strict=True):
-        org.objects[kind.name] = found
+    for kind, found_ in zip(OBJECTS, extra, strict=True):
+        org.objects[kind.name].update(found_)
     accounts = org.refs_by_id(USER, SERVICE)
     roles = org.refs_by_id(ROLE)
     resources = org.refs_by_id(RESOURCE)
