@@ -78,10 +78,14 @@ def test_whitespace_around_terms_and_colons_is_ignored() -> None:
     assert not matches("  firstname : sam ,  lastname:\tjones  ", user())
 
 
-def test_unquoted_value_keeps_inner_spaces() -> None:
-    # Unambiguous without quotes: the value runs to the next ','.
-    assert matches("lastname:van der Berg", user(last_name="Van Der Berg"))
-    assert not matches("lastname:van Berg", user(last_name="Van Der Berg"))
+def test_whitespace_separates_terms_like_commas() -> None:
+    # The official Terraform provider joins terms with spaces: `type:? email:? `.
+    u = user(email="a@b.c", last_name="Van Der Berg")
+    assert matches('type:user email:"a@b.c" ', u)
+    assert not matches("type:user email:x@b.c", u)
+    assert matches('lastname:"van der berg"', u)  # a value with spaces is quoted
+    with pytest.raises(FilterError, match="expected ':' after 'der'"):
+        matches("lastname:van der Berg", u)
 
 
 # --- matching ---------------------------------------------------------------------------------
@@ -430,9 +434,9 @@ def test_unknown_field_in_a_later_term_reports_its_position() -> None:
         ('name:"abc', "unterminated quoted value starting", 5),
         ('name:"abc\\"', "unterminated quoted value starting", 5),
         ('name:"a\\qb"', "invalid escape in quoted value", 7),
-        ('name:"a"b', "expected ',' after the quoted value", 8),
+        ('name:"a"b', "expected ',' or a space after the quoted value", 8),
         ('name:a"b"', "'\"' in an unquoted value", 6),
-        ("email:a name:b", "':' in an unquoted value", 12),
+        ("email:a:b", "':' in an unquoted value", 7),
         ("email:", "expected a value after 'email:'", 6),
         ("email: ,name:x", "expected a value after 'email:'", 7),
         ("email:a,,name:b", "empty term", 8),

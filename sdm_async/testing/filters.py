@@ -2,11 +2,11 @@
 
 Grammar (whitespace around terms, names and ``:`` is ignored)::
 
-    filter  := ""  |  term ("," term)*          ","  means AND; an empty filter matches all
+    filter  := ""  |  term (sep term)*          sep is "," or whitespace: AND; empty matches all
     term    := name ":" value
     name    := [A-Za-z0-9_]+                    case-insensitive, underscores ignored
     value   := '"' JSON string body '"'         escapes as in JSON: \\" \\\\ \\n \\uXXXX
-             | bare                             up to the next ","; no '"' or ':' inside
+             | bare                             up to the next "," or space; no '"' or ':'
 
 A value matches a field's string form (strings as is, ``true``/``false``, decimal integers,
 enum names with or without their type prefix, or numbers) over the whole string, ignoring
@@ -114,6 +114,9 @@ def _norm(name: str) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+# Terms are separated by commas or whitespace (the official Terraform provider joins them with
+# spaces), so a bare value ends at either; values with spaces must be quoted.
+_BARE_END = re.compile(r"[,\s]")
 # strict=False lets raw control characters (a literal tab) through, as the text is unambiguous.
 _JSON = json.JSONDecoder(strict=False)
 
@@ -151,18 +154,18 @@ def _parse(text: str) -> Iterator[tuple[str, int, str]]:
                 value = _JSON.decode(text[i : body_end + 1])
             except json.JSONDecodeError as e:
                 raise FilterError(text, "invalid escape in quoted value", i + e.pos) from None
-            i = _skip_ws(text, body_end + 1)
-            if i < n and text[i] != ",":
-                raise FilterError(text, "expected ',' after the quoted value", i)
+            i = body_end + 1
+            if i < n and not (text[i] == "," or text[i].isspace()):
+                raise FilterError(text, "expected ',' or a space after the quoted value", i)
         else:
-            end = text.find(",", i)
-            end = n if end < 0 else end
+            found = _BARE_END.search(text, i)
+            end = n if found is None else found.start()
             raw = text[i:end]
-            # A quote or colon in a bare value means a broken quote or a missing comma
-            # (`email:a name:b`): refuse rather than silently match nothing.
+            # A quote or colon in a bare value means a broken quote or a missing separator
+            # (`email:a:b`): refuse rather than silently match nothing.
             for bad, advice in (
                 ('"', "quote the whole value"),
-                (":", "quote the value, or separate terms with ','"),
+                (":", "quote the value"),
             ):
                 at = raw.find(bad)
                 if at >= 0:
@@ -173,9 +176,11 @@ def _parse(text: str) -> Iterator[tuple[str, int, str]]:
                 raise FilterError(text, f"expected a value after '{name}:'", i, hint)
             i = end
         yield name, name_pos, value
+        i = _skip_ws(text, i)
         if i == n:
             return
-        i = _skip_ws(text, i + 1)  # past the ','
+        if text[i] == ",":
+            i = _skip_ws(text, i + 1)
 
 
 # ---------------------------------------------------------------------------------------------
