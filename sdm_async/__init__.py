@@ -61,3 +61,13 @@ __all__ = [
 # constant counts as exported for mypy and pyright alike.
 __all__ += _models.__all__
 __all__ += _constants.__all__
+
+
+def __getattr__(name: str) -> object:
+    # `sdm_async.provision` and `sdm_async.testing` without importing them (and YAML, rich,
+    # the emulator) on every `import sdm_async`.
+    if name in ("provision", "testing"):
+        import importlib
+
+        return importlib.import_module(f"sdm_async.{name}")
+    raise AttributeError(f"module 'sdm_async' has no attribute {name!r}")
