@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from importlib import metadata
@@ -32,7 +33,38 @@ def parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="small sizes, 3 rounds: under a minute")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, 1 round: checks it runs")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file ({DEFAULT_OUT.name})")
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the emulators to one CPU and this client to another",
+    )
     return p
+
+
+def pin() -> tuple[set[int], set[int]] | None:
+    """Emulators on the first CPU we may use, the client (and its threads, and the memory
+    subprocesses) on the second: each side gets one core and neither steals the other's."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    server, client = {cpus[0]}, {cpus[1]}
+    os.sched_setaffinity(0, client)
+    return server, client
+
+
+def _git() -> dict[str, Any]:
+    """The commit measured, and which files of the SDK differ from it (work in progress)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "sdm_async")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "changed": changed.splitlines()}
 
 
 def _versions() -> dict[str, str]:
@@ -45,10 +77,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-async def run(mode: str, console: Console) -> tuple[dict[str, Any], list[C.Case]]:
+async def run(
+    mode: str, console: Console, pinned: tuple[set[int], set[int]] | None
+) -> tuple[dict[str, Any], list[C.Case]]:
     sizes = C.SIZES[mode]
     started = time.perf_counter()
-    env = C.Env(sizes)
+    env = C.Env(sizes, pinned[0] if pinned else None)
     console.log(f"starting {len(env.procs)} emulator processes")
     env.start()
     try:
@@ -87,8 +121,12 @@ async def run(mode: str, console: Console) -> tuple[dict[str, Any], list[C.Case]
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "seconds": time.perf_counter() - started,
             "cpus": os.cpu_count(),
+            "pinned": {"emulators": sorted(pinned[0]), "client": sorted(pinned[1])}
+            if pinned
+            else None,
             "platform": platform.platform(),
             "versions": _versions(),
+            "git": _git(),
             "server_page_size": C.SERVER_PAGE,
             "latency": C.LATENCY,
         },
@@ -104,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     mode = "quick" if args.quick else "smoke" if args.smoke else "full"
     console = Console(stderr=True)
-    doc, cases = asyncio.run(run(mode, console))
+    pinned = pin() if args.pin else None
+    doc, cases = asyncio.run(run(mode, console, pinned))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    render(doc, cases, Console())
+    out = Console()
+    render(doc, cases, out if out.is_terminal else Console(width=150))
     misses = sum(1 for c in doc["checks"] if not c["pass"] and not c["target"].startswith("(info)"))
     print(f"{misses} target(s) missed; results in {args.out} ({doc['meta']['seconds']:.0f} s)")
     return 0

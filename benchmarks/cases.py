@@ -113,7 +113,7 @@ def ratio_check(
     values = case.ratios(num, den) if ratios is None else ratios
     m = median(values)
     errors = case.errors(num)
-    shown = f"{m:.2f}x"
+    shown = f"{m:.3g}x"
     if errors:
         shown += f", {errors} errors"
     return Check(target, shown, m >= threshold and not errors, m)
@@ -125,22 +125,21 @@ def ratio_check(
 class Env:
     """The emulators (each its own process), started together, and what the cases share."""
 
-    def __init__(self, sizes: Sizes) -> None:
+    def __init__(self, sizes: Sizes, server_cpus: set[int] | None = None) -> None:
         self.sizes = sizes
         self.key, self.secret = new_key_pair()
-        k, s = self.key, self.secret
         window = f"{sizes.rate_window:g}"
-        self.procs = {
+        options = {
             # Seeded, the API's default page size: lists and gets.
-            "list": EmulatorProcess(
-                k, s, "--seed-users", str(sizes.list_n), "--page-size", str(SERVER_PAGE)
-            ),
-            "create": EmulatorProcess(k, s),  # fresh: creates one at a time
-            "latency": EmulatorProcess(k, s, "--latency", LATENCY),  # fresh: concurrent creates
-            "memory": EmulatorProcess(k, s, "--seed-users", str(max(sizes.memory_n))),
-            "rate": EmulatorProcess(
-                k, s, "--rate-limit", str(sizes.rate_limit), "--rate-limit-window", window
-            ),
+            "list": ("--seed-users", str(sizes.list_n), "--page-size", str(SERVER_PAGE)),
+            "create": (),  # fresh: creates one at a time
+            "latency": ("--latency", LATENCY),  # fresh: concurrent creates
+            "memory": ("--seed-users", str(max(sizes.memory_n))),
+            "rate": ("--rate-limit", str(sizes.rate_limit), "--rate-limit-window", window),
+        }
+        self.procs = {
+            name: EmulatorProcess(self.key, self.secret, *opts, cpus=server_cpus)
+            for name, opts in options.items()
         }
         self.ids: list[str] = []
 

@@ -20,10 +20,13 @@ class EmulatorProcess:
     `start()` returns once the emulator says it is listening; `address` is then set.
     """
 
-    def __init__(self, access_key: str, secret_key: str, *options: str) -> None:
+    def __init__(
+        self, access_key: str, secret_key: str, *options: str, cpus: set[int] | None = None
+    ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
         self.options = options
+        self.cpus = cpus  # pin the emulator to these CPUs (None: anywhere)
         self.address = ""
         self._proc: subprocess.Popen[str] | None = None
         self._log = tempfile.TemporaryFile("w+")  # stderr: a pipe nobody reads could fill up
@@ -41,6 +44,9 @@ class EmulatorProcess:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        if self.cpus:
+            # Before the emulator starts any thread (its threads inherit the mask).
+            os.sched_setaffinity(self._proc.pid, self.cpus)
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> str:

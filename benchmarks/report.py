@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -60,7 +63,7 @@ def render(doc: dict[str, Any], cases: list[Case], console: Console | None = Non
         ("client", "left"),
         ("rate", "right"),
         ("min-max", "right"),
-        ("client CPU us/item", "right"),
+        ("client CPU us per item or call", "right"),
         ("x official", "right"),
         ("x grpc.aio", "right"),
         ("errors", "right"),
@@ -121,3 +124,65 @@ def render(doc: dict[str, Any], cases: list[Case], console: Console | None = Non
         result = "" if info else ("[green]PASS[/]" if check.passed else "[red]MISS[/]")
         targets.add_row(title, check.target, check.measured, result)
     console.print(targets)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as Markdown tables (for the README), from the JSON document alone."""
+    meta = doc["meta"]
+    lines = [
+        f"Measured {meta['started'][:10]}, {meta['mode']} mode, median of {meta['rounds']} "
+        f"interleaved rounds, Python {meta['versions']['python']}, grpcio "
+        f"{meta['versions']['grpcio']}, protobuf {meta['versions']['protobuf']}, strongdm "
+        f"{meta['versions']['strongdm']}, {meta['cpus']} CPUs"
+        + (", emulators and client pinned to one CPU each." if meta.get("pinned") else "."),
+        "",
+        "| case | client | rate | client CPU per item or call | x official | x grpc.aio |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for case in doc["cases"]:
+        first = True
+        for label, c in case["contenders"].items():
+            ratios = [
+                f"{c[f'median_ratio_vs_{kind}']:.2f}" if f"median_ratio_vs_{kind}" in c else ""
+                for kind in (OFFICIAL, BARE)
+            ]
+            errors = f" ({c['errors']} errors)" if c["errors"] else ""
+            lines.append(
+                f"| {case['title'] if first else ''} | {label} | "
+                f"{_num(c['median_rate'])} {case['unit']}{errors} | "
+                f"{_num(c['median_cpu_us'])} us | {' | '.join(ratios)} |"
+            )
+            first = False
+    conv = doc.get("conversion")
+    if conv:
+        lines += [
+            "",
+            "| converting one listed account | us per item (median) |",
+            "| --- | ---: |",
+            f"| parse (upb, per item of a {conv['items']}-item page) | "
+            f"{conv['parse']['median_us']:.2f} |",
+            f"| sdm_async `from_pb_Account` | {conv['sdm_async']['median_us']:.2f} |",
+            f"| official `convert_account_to_porcelain` | {conv['official']['median_us']:.2f} |",
+        ]
+    lines += ["", "| case | target | measured | result |", "| --- | --- | --- | --- |"]
+    titles = {c["id"]: c["title"] for c in doc["cases"]}
+    rows = [(titles[c["id"]], k) for c in doc["cases"] for k in c["checks"]]
+    if doc.get("memory"):
+        n = doc["memory"]["n"][-1]
+        rows += [(f"listing {n:,} accounts", check_json(k)) for k in memory_checks(doc["memory"])]
+    for title, k in rows:
+        info = k["target"].startswith("(info)")
+        result = "" if info else ("PASS" if k["pass"] else "**MISS**")
+        lines.append(f"| {title} | {k['target']} | {k['measured']} | {result} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m benchmarks.report [RESULTS.json]`: the results as Markdown."""
+    path = Path(argv[0]) if argv else Path(__file__).resolve().parent / "results.json"
+    sys.stdout.write(markdown(json.loads(path.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.report import markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"list-1000", "list-default", "get", "create", "bulk-64", "bulk-256", "rate-limit"}
 
@@ -39,3 +41,5 @@ def test_smoke_run_measures_every_case_without_errors(tmp_path: Path) -> None:
     assert [r["n"] for r in doc["memory"]["tracemalloc"]] == doc["memory"]["n"]
     assert [r["n"] for r in doc["memory"]["rss"]] == doc["memory"]["n"]
     assert "Targets" in done.stdout
+    table = markdown(doc)  # the README's form
+    assert all(f"| {case['title']} |" in table for case in doc["cases"])
