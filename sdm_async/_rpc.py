@@ -1,8 +1,10 @@
 """The one choke point for every RPC: deadline, signing, retries, limits, errors, logging.
 
-A call reads top to bottom in `Transport.call`: serialize once, then per attempt take a slot
-in the client-wide limit, sign (in the interceptor, over the exact bytes sent), send, and on
-failure map the status to an SDK error and ask the retry policy whether and how long to wait.
+A call reads top to bottom in `Transport.call`: serialize once, then per attempt take a unit
+of the rate-limit budget (`_pacing`), a slot in the client-wide limit and the least busy
+channel, sign (in the interceptor, over the exact bytes sent), send, tell the pacer what the
+answer said, and on failure map the status to an SDK error and ask the retry policy whether
+and how long to wait.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ import grpc
 import grpc.aio
 
 from sdm_async import errors
-from sdm_async._pacing import Pacer
+from sdm_async._pacing import Pacer, Token
 from sdm_async._retry import RetryPolicy
 from sdm_async._signing import API_VERSION, Signer
 
 log = logging.getLogger("sdm_async")
 
-# Above ~100 streams in flight one HTTP/2 connection refuses new ones (REFUSED_STREAM), so
-# calls are spread over several channels, each kept well below that.
+# Above ~100 streams in flight one HTTP/2 connection refuses new ones (REFUSED_STREAM, seen
+# against servers with the common limit of 100), so the client opens one channel per 64 of
+# `max_in_flight` and sends each call on the least busy one: no connection carries more.
 STREAMS_PER_CHANNEL = 64
 
 
@@ -124,7 +127,7 @@ class Transport:
         self._channel_options = list(channel_options)
         self._channels: list[grpc.aio.Channel] = []
         self._callables: list[dict[str, Any]] = []
-        self._next_channel = 0
+        self._loads: list[int] = []  # calls in flight per channel
         self._limit: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -146,8 +149,13 @@ class Transport:
             *self._channel_options,
         ]
         for index in range(count):
-            # A distinct argument per channel gives each its own connection.
-            options = [*base, ("sdm_async.channel_index", index)]
+            # Channels with equal arguments share one connection (and its stream limit): a
+            # distinct argument and a local subchannel pool give each channel its own.
+            options = [
+                *base,
+                ("grpc.use_local_subchannel_pool", 1),
+                ("sdm_async.channel_index", index),
+            ]
             if self.insecure:
                 ch = grpc.aio.insecure_channel(
                     self.host, options=options, interceptors=[self._interceptor]
@@ -161,6 +169,7 @@ class Transport:
                 )
             self._channels.append(ch)
             self._callables.append({})
+            self._loads.append(0)
         self._limit = asyncio.Semaphore(self.max_in_flight)
         self._loop = loop
 
@@ -175,16 +184,27 @@ class Transport:
 
     async def close(self) -> None:
         self._closed = True
+        if self.pacer is not None:  # calls held for a window that will not come
+            self.pacer.close("this client is closed; create a new sdm_async.Client")
         channels, self._channels = self._channels, []
         self._callables = []
+        self._loads = []
         for ch in channels:
             await ch.close()
 
     # -- the call -------------------------------------------------------------------------
 
-    def _callable(self, method: MethodInfo) -> Any:
-        index = self._next_channel
-        self._next_channel = (index + 1) % len(self._channels)
+    def _pick_channel(self) -> int:
+        """The channel with the fewest calls in flight. The client-wide limit is at most
+        STREAMS_PER_CHANNEL per channel, so no channel ever carries more than that."""
+        loads = self._loads
+        if len(loads) == 1:
+            return 0
+        if not loads:  # closed while this call waited for its turn
+            raise RuntimeError("this client is closed; create a new sdm_async.Client")
+        return min(range(len(loads)), key=loads.__getitem__)
+
+    def _callable(self, index: int, method: MethodInfo) -> Any:
         table = self._callables[index]
         mc = table.get(method.path)
         if mc is None:
@@ -200,37 +220,55 @@ class Transport:
         self._check_loop()
         assert self._limit is not None
         loop = asyncio.get_running_loop()
+        name = method.name
         body = request.SerializeToString()  # once per call; signed afresh per attempt
         deadline = None if timeout is None else loop.time() + timeout
+        pacer = self.pacer
         attempt = 0
         while True:
             attempt += 1
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise errors.TimeoutError(f"{method.name}: timed out after {timeout} s")
-            pacer = self.pacer
-            bucket = await pacer.acquire(method.name) if pacer is not None else None
-            started = time.perf_counter()
-            error: errors.RPCError | None = None
-            async with self._limit:
-                self.in_flight += 1
-                try:
-                    response = await self._callable(method)(body, timeout=remaining)
-                except grpc.aio.AioRpcError as e:
-                    error = errors.from_grpc(e)
-                    cause: BaseException = e
-                finally:
-                    self.in_flight -= 1
-                    if pacer is not None:
-                        pacer.release(method.name, bucket)
+            token: Token | None = None
+            if pacer is not None:
+                token = pacer.take(name)
+                if token is None:  # the budget is spent: wait for a unit (or the deadline)
+                    token = await pacer.wait(name, deadline)
+                    if token is None:
+                        raise errors.TimeoutError(
+                            f"{name}: timed out after {timeout} s waiting for the rate limit"
+                        )
+            try:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
+                started = time.perf_counter()
+                error: errors.RPCError | None = None
+                async with self._limit:
+                    loads = self._loads  # close() replaces it: keep the list counted in
+                    channel = self._pick_channel()
+                    self.in_flight += 1
+                    loads[channel] += 1
+                    try:
+                        response = await self._callable(channel, method)(body, timeout=remaining)
+                    except grpc.aio.AioRpcError as e:
+                        error = errors.from_grpc(e)
+                        cause: BaseException = e
+                    finally:
+                        self.in_flight -= 1
+                        loads[channel] -= 1
+                if pacer is not None:
+                    if error is None:
+                        if method.rate_limited:
+                            pacer.observe(name, response.rate_limit)
+                    elif isinstance(error, errors.RateLimitError) and error.rate_limit:
+                        pacer.observe(name, error.rate_limit, refused=True)
+            finally:
+                if token is not None:
+                    assert pacer is not None
+                    pacer.release(token)
             if error is None:
-                if pacer is not None and method.rate_limited:
-                    pacer.observe(method.name, response.rate_limit)
                 if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
-                    self._report(method.name, attempt, time.perf_counter() - started, None, None)
+                    self._report(name, attempt, time.perf_counter() - started, None, None)
                 return response
-            if pacer is not None and isinstance(error, errors.RateLimitError) and error.rate_limit:
-                pacer.observe(method.name, error.rate_limit)
             duration = time.perf_counter() - started
             wait = self.retry.delay(
                 error,
@@ -239,11 +277,11 @@ class Transport:
                 datetime.datetime.now(datetime.timezone.utc),
                 deadline,
             )
-            self._report(method.name, attempt, duration, error, wait)
+            self._report(name, attempt, duration, error, wait)
             if wait is None:
                 raise error from cause
             self.retries += 1
-            log.info("%s: %s; retry %d in %.2f s", method.name, type(error).__name__, attempt, wait)
+            log.info("%s: %s; retry %d in %.2f s", name, type(error).__name__, attempt, wait)
             await asyncio.sleep(wait)
 
     def _report(

@@ -52,8 +52,9 @@ class Client(Services):
     - `user_agent`: sent as `x-sdm-user-agent`.
     - `channel_options`: extra gRPC channel arguments.
     - `on_attempt`: called with an `Attempt` after every attempt (for metrics).
-    - `pace_rate_limits`: hold calls when the rate-limit budget is spent, rather than have
-      the server refuse them.
+    - `pace_rate_limits`: pace calls to each rate-limit bucket's budget (from the answers'
+      `rate_limit`): when it is spent, hold new calls until the window resets and release
+      them spread over it, rather than have the server refuse them. False turns it off.
 
     Use `async with Client(...) as client:` or `await client.close()`. Channels are created
     on first use inside the running event loop.
@@ -142,13 +143,13 @@ class Client(Services):
         progress: bool = False,
     ) -> list[Outcome[Any, R]]:
         """Call `method` (e.g. `client.accounts.create`) once per item, at most `concurrency`
-        at once (default: the client's `max_in_flight`). One `Outcome` per item, in input
-        order; per-item failures are in `outcome.error`, never raised. A tuple item is
-        spread as positional arguments."""
+        at once (default: the client's `max_in_flight`), and return one `Outcome` per item
+        in input order. A tuple item is spread as positional arguments. A per-item failure
+        is in `outcome.error`, never raised; cancelling the caller cancels every call in
+        flight and raises. `progress=True` shows a progress bar on a terminal."""
         _bulk.check_method(method, self._transport)
-        return await _bulk.bulk(
-            method, items, concurrency=concurrency or self.max_in_flight, progress=progress
-        )
+        limit = _bulk.check_concurrency(concurrency, self.max_in_flight)
+        return await _bulk.bulk(method, items, concurrency=limit, progress=progress)
 
     def bulk_iter(
         self,
@@ -158,11 +159,17 @@ class Client(Services):
         concurrency: int | None = None,
         progress: bool = False,
     ) -> _bulk.BulkIterator[R]:
-        """Like `bulk`, but yields outcomes as they complete (`async for`)."""
+        """Like `bulk`, but yields outcomes as they complete (`async for`), reading `items`
+        lazily. Use `async with client.bulk_iter(...) as outcomes:` to stop the job when
+        leaving the loop early."""
         _bulk.check_method(method, self._transport)
-        return _bulk.bulk_iter(
-            method, items, concurrency=concurrency or self.max_in_flight, progress=progress
-        )
+        limit = _bulk.check_concurrency(concurrency, self.max_in_flight)
+        return _bulk.bulk_iter(method, items, concurrency=limit, progress=progress)
+
+    @property
+    def pace_rate_limits(self) -> bool:
+        """Whether calls are paced to the servers' rate-limit budgets."""
+        return self._transport.pacer is not None
 
     def snapshot_at(self, snapshot_datetime: datetime.datetime) -> SnapshotClient:
         """A read-only client that sees the organisation as it was at `snapshot_datetime`."""
