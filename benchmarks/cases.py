@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from benchmarks import convert
@@ -33,6 +34,7 @@ from benchmarks.contenders import (
 from benchmarks.emulator import EmulatorProcess
 from sdm_async.testing.auth import new_key_pair
 
+ROOT = Path(__file__).resolve().parents[1]
 LATENCY = "5ms"  # server latency of the concurrent create cases
 SERVER_PAGE = 50  # the emulator's default page size, standing in for the API's
 BIG_PAGE = 1000  # the most the API hands out per page
@@ -158,10 +160,12 @@ class Env:
 
     async def load_ids(self) -> None:
         async with SdmAsync(self.target("list")).client(page_limit=BIG_PAGE) as c:
-            async for a in c.accounts.list(""):
+            pager = c.accounts.list("")
+            async for a in pager:
                 self.ids.append(a.id)
                 if len(self.ids) == self.sizes.calls:
                     break
+            await pager.aclose()
 
 
 def _tag(case: str, label: str, round: int) -> str:
@@ -384,6 +388,7 @@ def memory(env: Env) -> dict[str, Any]:
             argv = [target.address, target.access_key, target.secret_key, str(n), mode]
             done = subprocess.run(
                 [sys.executable, "-m", "benchmarks.memory", *argv],
+                cwd=ROOT,
                 capture_output=True,
                 text=True,
                 timeout=600,
