@@ -150,6 +150,11 @@ class AsyncPager(Generic[T]):
             following.CopyFrom(self._request)
             following.meta.cursor = cursor
             self._next = self._fetch(following)  # prefetch while the caller works
+            # The caller may take a whole page without yielding to the loop, so let the
+            # request reach the wire now: it passes through three tasks (this fetch, the
+            # signing interceptor, gRPC's invocation) before it is sent.
+            for _ in range(3):
+                await asyncio.sleep(0)
         else:
             self._next = None
         self._items = getattr(response, self._field)

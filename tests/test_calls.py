@@ -198,6 +198,17 @@ async def test_the_next_page_is_fetched_while_the_caller_works(scripted: Scripte
     assert len(rest) == 299
 
 
+async def test_the_next_page_is_sent_before_a_busy_caller_yields(scripted: Scripted) -> None:
+    # A caller that converts a whole page without awaiting anything must still overlap the
+    # next page's round trip with its work.
+    scripted.handlers["Accounts.List"] = accounts_pages(300, 100, delay=0.05)
+    async with scripted.client() as client:
+        pager = client.accounts.list("")
+        await pager.__anext__()
+        assert client._transport.in_flight == 1  # page two is already on the wire
+        await pager.aclose()
+
+
 async def test_leaving_a_list_early_cancels_the_fetch_in_flight(scripted: Scripted) -> None:
     scripted.handlers["Accounts.List"] = accounts_pages(10_000, 100, delay=0.2)
     async with scripted.client() as client:
