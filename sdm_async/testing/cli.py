@@ -50,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=50, help="list page size by default")
     p.add_argument("--max-page-size", type=int, default=1000)
     p.add_argument("--seed", type=int, help="seed for latency and fault randomness")
+    p.add_argument(
+        "--max-concurrent-streams",
+        type=int,
+        metavar="N",
+        help="HTTP/2 streams per connection (real servers often allow 100)",
+    )
     p.add_argument("--seed-users", type=int, default=0, metavar="N", help="start with N users")
     p.add_argument("-v", "--verbose", action="store_true", help="log every call (debug level)")
     p.add_argument(
@@ -92,6 +98,7 @@ async def serve(args: argparse.Namespace) -> int:
             page_size=args.page_size,
             max_page_size=args.max_page_size,
             seed=args.seed,
+            max_concurrent_streams=args.max_concurrent_streams,
         )
     except ValueError as e:
         print(f"sdm-async emulator: {e}", file=sys.stderr)
