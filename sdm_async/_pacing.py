@@ -38,6 +38,7 @@ class Bucket:
     """What the pacer knows of one server-side budget."""
 
     __slots__ = (
+        "behind",
         "in_flight",
         "limit",
         "name",
@@ -58,6 +59,7 @@ class Bucket:
         self.reset_at = 0.0  # wall-clock seconds at which the server's window resets
         self.window = 0.0  # the window's length, estimated from below
         self.skew = 0.0  # how far the server's clock is seen behind ours, seconds
+        self.behind = False  # refused after our clock's reset: the server has not reset yet
         self.in_flight = 0  # calls sent against this bucket and not yet answered
         self.queue: collections.deque[asyncio.Future[None]] = collections.deque()
         self.next_release = 0.0  # wall time before which no queued call may go
@@ -71,8 +73,10 @@ class Bucket:
         )
 
     def available(self, now: float) -> int:
-        fresh = now >= self.reset_at + self.skew  # the window has reset: a full budget
-        return (self.limit if fresh else self.remaining) - self.in_flight
+        if now >= self.reset_at + self.skew:  # the window has reset: a full budget
+            # ...unless the server said otherwise: then one call at a time finds out when.
+            return (1 if self.behind else self.limit) - self.in_flight
+        return self.remaining - self.in_flight
 
 
 # Methods whose answers carry no budget: always free, never queued.
@@ -298,8 +302,9 @@ class Pacer:
             if b.queue:
                 self._pump(b)
 
-    def observe(self, method: str, rate_limit: Any, refused: bool = False) -> None:
-        """Take the server's word from a response's (or a refusal's) rate-limit metadata."""
+    def observe(self, method: str, rate_limit: Any, refused_sent: float | None = None) -> None:
+        """Take the server's word from a response's rate-limit metadata, or a refusal's
+        (`refused_sent`: the wall time at which the refused call was sent)."""
         limit = rate_limit.limit
         ts = rate_limit.reset_at
         if ts is None:
@@ -323,6 +328,7 @@ class Pacer:
         b.limit = limit
         self._last = b
         if reset > b.reset_at + SAME_WINDOW:  # a newer window
+            b.behind = False
             now = time.time()
             if reset - now > b.window:
                 b.window = reset - now  # answered right after a reset: about one window
@@ -332,12 +338,15 @@ class Pacer:
             if rate_limit.remaining < b.remaining:
                 b.remaining = rate_limit.remaining
         # else: an answer from a window already past; it says nothing about this one
-        if refused:
-            now = time.time()
-            if now >= reset:
-                # Refused although our clock says the window has reset: the server's clock
-                # is behind ours. Learn by how much so the next reset is not jumped.
-                b.skew = min(MAX_SKEW, max(b.skew, now - reset + 0.01))
+        if refused_sent is not None:
+            if refused_sent >= reset + b.skew and reset > b.reset_at - SAME_WINDOW:
+                # Sent after the reset by our clock (skew included), yet refused by that
+                # window: the server's clock is further behind ours than we thought. Grow
+                # the estimate (doubling: few refusals to learn it) and, until an answer
+                # shows the new window, send one call at a time. The send time, not the
+                # answer's, bounds it: a busy loop may read the answer much later.
+                b.skew = min(MAX_SKEW, max(refused_sent - reset + 0.01, 2 * b.skew))
+                b.behind = True
             if reset > b.reset_at - SAME_WINDOW:
                 b.remaining = 0
         if b.queue:

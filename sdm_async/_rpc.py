@@ -260,7 +260,8 @@ class Transport:
                         if method.rate_limited:
                             pacer.observe(name, response.rate_limit)
                     elif isinstance(error, errors.RateLimitError) and error.rate_limit:
-                        pacer.observe(name, error.rate_limit, refused=True)
+                        sent = time.time() - (time.perf_counter() - started)
+                        pacer.observe(name, error.rate_limit, refused_sent=sent)
             finally:
                 if token is not None:
                     assert pacer is not None
