@@ -2,7 +2,7 @@
 
 A call reads top to bottom in `Transport.call`: serialize once, then per attempt take a unit
 of the rate-limit budget (`_pacing`), a slot in the client-wide limit and the least busy
-channel, sign (in the interceptor, over the exact bytes sent), send, tell the pacer what the
+channel, sign (over the exact bytes sent), send, tell the pacer what the
 answer said, and on failure map the status to an SDK error and ask the retry policy whether
 and how long to wait.
 """
@@ -70,8 +70,10 @@ def method_name(path: str | bytes) -> str:
 class SigningInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """Adds the four `x-sdm-*` metadata entries, signing the exact bytes that are sent.
 
-    It runs once per attempt, so every retry is signed afresh (a retry after UTC midnight
-    needs the new day's key). Works with the SDK's transport and with bare generated stubs.
+    For bare generated stubs (`Client` signs inside `Transport.call` and needs none). It runs
+    once per attempt, so every retry is signed afresh. The stub's serializer serializes the
+    request again: protobuf output is stable within one process, so the bytes sent are the
+    bytes signed. A `bytes` request is passed on as it is (for a pass-through serializer).
     """
 
     def __init__(self, access_key: str, signer: Signer, user_agent: str) -> None:
@@ -98,7 +100,7 @@ class SigningInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[
             ("x-sdm-api-version", API_VERSION),
             ("x-sdm-user-agent", self._user_agent),
         )
-        return await continuation(client_call_details._replace(metadata=metadata), body)
+        return await continuation(client_call_details._replace(metadata=metadata), request)
 
 
 class Transport:
@@ -123,7 +125,9 @@ class Transport:
         self.retry = retry
         self.max_in_flight = max_in_flight
         self.on_attempt = on_attempt
-        self._interceptor = SigningInterceptor(access_key, signer, user_agent)
+        self._access_key = access_key
+        self._signer = signer
+        self._user_agent = user_agent
         self._channel_options = list(channel_options)
         self._channels: list[grpc.aio.Channel] = []
         self._callables: list[dict[str, Any]] = []
@@ -157,15 +161,12 @@ class Transport:
                 ("sdm_async.channel_index", index),
             ]
             if self.insecure:
-                ch = grpc.aio.insecure_channel(
-                    self.host, options=options, interceptors=[self._interceptor]
-                )
+                ch = grpc.aio.insecure_channel(self.host, options=options)
             else:
                 ch = grpc.aio.secure_channel(
                     self.host,
                     grpc.ssl_channel_credentials(),
                     options=options,
-                    interceptors=[self._interceptor],
                 )
             self._channels.append(ch)
             self._callables.append({})
@@ -247,8 +248,17 @@ class Transport:
                     channel = self._pick_channel()
                     self.in_flight += 1
                     loads[channel] += 1
+                    # Signed here, per attempt, over the bytes sent: an interceptor would cost
+                    # a task and a loop turn per call, and gRPC's own retries are off.
+                    metadata = (
+                        ("x-sdm-authentication", self._access_key),
+                        ("x-sdm-signature", self._signer.sign(name, body)),
+                        ("x-sdm-api-version", API_VERSION),
+                        ("x-sdm-user-agent", self._user_agent),
+                    )
                     try:
-                        response = await self._callable(channel, method)(body, timeout=remaining)
+                        mc = self._callable(channel, method)
+                        response = await mc(body, timeout=remaining, metadata=metadata)
                     except grpc.aio.AioRpcError as e:
                         error = errors.from_grpc(e)
                         cause: BaseException = e

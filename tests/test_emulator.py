@@ -482,3 +482,28 @@ async def test_resource_tags_are_enumerated_and_healthchecks_accepted(
     await client.resources.healthcheck(made.id)
     with pytest.raises(errors.NotFoundError):
         await client.resources.healthcheck("rs-0000000000000000")
+
+
+async def test_the_signing_interceptor_signs_bare_generated_stubs(emu: Emulator) -> None:
+    from sdm_async._generated.v1 import accounts_pb2_grpc
+    from sdm_async._signing import Signer
+    from sdm_async.client import USER_AGENT
+
+    signer = Signer(base64.b64decode(emu.secret_key))
+    interceptor = sdm_async.SigningInterceptor(emu.access_key, signer, USER_AGENT)
+    assert emu.secret_key not in repr(interceptor)
+    async with grpc.aio.insecure_channel(emu.address, interceptors=[interceptor]) as channel:
+        stub = accounts_pb2_grpc.AccountsStub(channel)
+        made = await stub.Create(accounts_pb2.AccountCreateRequest(account=user_pb(1)))
+        got = await stub.Get(accounts_pb2.AccountGetRequest(id=made.account.user.id))
+    assert got.account.user.email == "u1@example.com"
+
+
+def user_pb(i: int) -> Any:
+    account = accounts_pb2.Account()
+    account.user.email, account.user.first_name, account.user.last_name = (
+        f"u{i}@example.com",
+        "U",
+        str(i),
+    )
+    return account
