@@ -145,12 +145,12 @@ class _Progress:
 
 async def bulk(
     method: Callable[..., Awaitable[R]],
-    items: Iterable[Any],
+    items: Iterable[I],
     *,
     concurrency: int,
     progress: bool = False,
     console: Any = None,
-) -> list[Outcome[Any, R]]:
+) -> list[Outcome[I, R]]:
     """One outcome per item, in input order (`items` is read in full first)."""
     todo = list(items)
     results: list[Any] = [None] * len(todo)
@@ -173,7 +173,7 @@ async def bulk(
     return results
 
 
-class BulkIterator(Generic[R]):
+class BulkIterator(Generic[I, R]):
     """Outcomes in completion order (`async for`). Items are read lazily, so a generator of
     millions is fine: at most `concurrency` calls (and as many unread outcomes) exist at once.
 
@@ -184,7 +184,7 @@ class BulkIterator(Generic[R]):
     def __init__(
         self,
         method: Callable[..., Awaitable[R]],
-        items: Iterable[Any],
+        items: Iterable[I],
         concurrency: int,
         progress: bool,
         console: Any = None,
@@ -196,18 +196,18 @@ class BulkIterator(Generic[R]):
         self._concurrency = concurrency
         self._progress = progress
         self._console = console
-        self._receive: MemoryObjectReceiveStream[Outcome[Any, R]] | None = None
-        self._send: MemoryObjectSendStream[Outcome[Any, R]]
+        self._receive: MemoryObjectReceiveStream[Outcome[I, R]] | None = None
+        self._send: MemoryObjectSendStream[Outcome[I, R]]
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         return f"<BulkIterator {_label(self._method)} concurrency={self._concurrency}>"
 
-    def __aiter__(self) -> BulkIterator[R]:
+    def __aiter__(self) -> BulkIterator[I, R]:
         return self
 
-    async def __aenter__(self) -> BulkIterator[R]:
+    async def __aenter__(self) -> BulkIterator[I, R]:
         return self
 
     async def __aexit__(
@@ -218,14 +218,14 @@ class BulkIterator(Generic[R]):
     ) -> None:
         await self.aclose()
 
-    def _start(self) -> MemoryObjectReceiveStream[Outcome[Any, R]]:
+    def _start(self) -> MemoryObjectReceiveStream[Outcome[I, R]]:
         # The streams are made on first use, so an iterator never iterated leaves none open.
-        send, receive = anyio.create_memory_object_stream[Outcome[Any, R]](self._concurrency)
+        send, receive = anyio.create_memory_object_stream[Outcome[I, R]](self._concurrency)
         self._send, self._receive = send, receive
         self._runner = asyncio.ensure_future(self._run(send))
         return receive
 
-    async def _run(self, send: MemoryObjectSendStream[Outcome[Any, R]]) -> None:
+    async def _run(self, send: MemoryObjectSendStream[Outcome[I, R]]) -> None:
         items = self._items
         total = len(items) if isinstance(items, Sized) else None
         source: Iterator[tuple[int, Any]] = iter(enumerate(items))
@@ -235,7 +235,7 @@ class BulkIterator(Generic[R]):
 
         with _Progress(self._progress, _label(method), total, self._console) as bar:
 
-            async def worker(out: MemoryObjectSendStream[Outcome[Any, R]]) -> None:
+            async def worker(out: MemoryObjectSendStream[Outcome[I, R]]) -> None:
                 async with out:
                     while True:
                         try:
@@ -256,7 +256,7 @@ class BulkIterator(Generic[R]):
         if failure:
             raise failure[0]
 
-    async def __anext__(self) -> Outcome[Any, R]:
+    async def __anext__(self) -> Outcome[I, R]:
         if self._closed:
             raise StopAsyncIteration
         receive = self._receive if self._receive is not None else self._start()
@@ -300,11 +300,11 @@ class BulkIterator(Generic[R]):
 
 def bulk_iter(
     method: Callable[..., Awaitable[R]],
-    items: Iterable[Any],
+    items: Iterable[I],
     *,
     concurrency: int,
     progress: bool = False,
     console: Any = None,
-) -> BulkIterator[R]:
+) -> BulkIterator[I, R]:
     """Outcomes in completion order."""
     return BulkIterator(method, items, concurrency, progress, console)

@@ -25,6 +25,7 @@ DEFAULT_HOST = "app.strongdm.com:443"
 DEFAULT_MAX_IN_FLIGHT = 64
 USER_AGENT = f"sdm-async/{VERSION}"
 MAX_PAGE_LIMIT = 1000
+I = TypeVar("I")  # noqa: E741 - the item type
 R = TypeVar("R")
 
 
@@ -137,11 +138,11 @@ class Client(Services):
     async def bulk(
         self,
         method: Callable[..., Awaitable[R]],
-        items: Iterable[Any],
+        items: Iterable[I],
         *,
         concurrency: int | None = None,
         progress: bool = False,
-    ) -> list[Outcome[Any, R]]:
+    ) -> list[Outcome[I, R]]:
         """Call `method` (e.g. `client.accounts.create`) once per item, at most `concurrency`
         at once (default: the client's `max_in_flight`), and return one `Outcome` per item
         in input order. A tuple item is spread as positional arguments. A per-item failure
@@ -154,11 +155,11 @@ class Client(Services):
     def bulk_iter(
         self,
         method: Callable[..., Awaitable[R]],
-        items: Iterable[Any],
+        items: Iterable[I],
         *,
         concurrency: int | None = None,
         progress: bool = False,
-    ) -> _bulk.BulkIterator[R]:
+    ) -> _bulk.BulkIterator[I, R]:
         """Like `bulk`, but yields outcomes as they complete (`async for`), reading `items`
         lazily. Use `async with client.bulk_iter(...) as outcomes:` to stop the job when
         leaving the loop early."""

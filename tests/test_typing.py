@@ -64,14 +64,8 @@ def test_mypy_does_check_the_sample(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert "assert-type" in output and "User | Service | Token | None" in output, output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.bulk/bulk_iter take items: Iterable[Any], so Outcome.item is Any "
-    "(sdm_async/client.py, sdm_async/bulk.py); when this passes, move the checks into "
-    "sample_usage.py and drop this test",
-)
 def test_bulk_outcomes_know_their_item_type(monkeypatch: pytest.MonkeyPatch) -> None:
-    output, status = run_mypy(SAMPLES / "pending_bulk_items.py", monkeypatch)
+    output, status = run_mypy(SAMPLES / "bulk_items.py", monkeypatch)
     assert status == 0 and not output.strip(), output
 
 

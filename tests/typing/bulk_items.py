@@ -1,10 +1,5 @@
-"""Precision still missing, checked by a strict xfail in `tests/test_typing.py`: when this
-passes mypy, move these lines into sample_usage.py and drop the xfail.
-
-`client.bulk` and `client.bulk_iter` take `items: Iterable[Any]` (sdm_async/client.py and
-sdm_async/bulk.py), so an outcome's `.item` is `Any`; with a type variable for the items
-(`items: Iterable[I]` -> `list[Outcome[I, R]]`, `BulkIterator[I, R]`) it is the item's type.
-"""
+"""Bulk outcomes know the type of their item as well as of their response (checked by
+`tests/test_typing.py`)."""
 
 from __future__ import annotations
 
