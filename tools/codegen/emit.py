@@ -247,9 +247,18 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
         item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
         head = f"    def {m.py_name}(self, {sig + ', ' if sig else ''}filter: str, *args: object, "
         lines.append(head + f"timeout: float | None = None) -> AsyncPager[{item_type}]:")
+        lines.append(
+            f'        """`{svc.name}.{m.name}`: the matching items, fetched page by page as '
+            "`async for` consumes them. Each `?` in `filter` takes the next of `args`; "
+            '`timeout` bounds the whole listing."""'
+        )
     else:
         head = f"    async def {m.py_name}(self, {sig + ', ' if sig else ''}"
         lines.append(head + f"timeout: float | None = None) -> {resp}:")
+        lines.append(
+            f'        """`{svc.name}.{m.name}`. `timeout` is seconds for the whole call, '
+            'retries and waits included (None: no deadline)."""'
+        )
     lines.append(f"        req = {_pb(schema, m.request)}()")
     stmts = [s for p in params for s in _param_stmt(p)]
     if m.is_list:

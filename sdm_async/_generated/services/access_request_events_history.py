@@ -20,6 +20,7 @@ class AccessRequestEventsHistory(_Service):
     """The `AccessRequestEventsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccessRequestEventHistory]:
+        """`AccessRequestEventsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = access_request_events_history_pb2.AccessRequestEventHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

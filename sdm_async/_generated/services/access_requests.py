@@ -20,6 +20,7 @@ class AccessRequests(_Service):
     """The `AccessRequests` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccessRequest]:
+        """`AccessRequests.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = access_requests_pb2.AccessRequestListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

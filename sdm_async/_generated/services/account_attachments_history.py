@@ -20,6 +20,7 @@ class AccountAttachmentsHistory(_Service):
     """The `AccountAttachmentsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccountAttachmentHistory]:
+        """`AccountAttachmentsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = account_attachments_history_pb2.AccountAttachmentHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

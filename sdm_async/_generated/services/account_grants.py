@@ -23,6 +23,7 @@ class AccountGrants(_Service):
     """The `AccountGrants` service of the StrongDM API."""
 
     async def create(self, account_grant: AccountGrant | None, timeout: float | None = None) -> AccountGrantCreateResponse:
+        """`AccountGrants.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantCreateRequest()
         try:
             to_pb_AccountGrant(account_grant, req.account_grant)
@@ -31,6 +32,7 @@ class AccountGrants(_Service):
         return from_pb_AccountGrantCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGrantGetResponse:
+        """`AccountGrants.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantGetRequest()
         try:
             req.id = id
@@ -41,6 +43,7 @@ class AccountGrants(_Service):
         return from_pb_AccountGrantGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountGrantDeleteResponse:
+        """`AccountGrants.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantDeleteRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class AccountGrants(_Service):
         return from_pb_AccountGrantDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccountGrant]:
+        """`AccountGrants.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = account_grants_pb2.AccountGrantListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

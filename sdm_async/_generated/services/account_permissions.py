@@ -20,6 +20,7 @@ class AccountPermissions(_Service):
     """The `AccountPermissions` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccountPermission]:
+        """`AccountPermissions.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = account_permissions_pb2.AccountPermissionListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -24,6 +24,7 @@ class Accounts(_Service):
     """The `Accounts` service of the StrongDM API."""
 
     async def create(self, account: Account | None, timeout: float | None = None) -> AccountCreateResponse:
+        """`Accounts.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountCreateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -32,6 +33,7 @@ class Accounts(_Service):
         return from_pb_AccountCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGetResponse:
+        """`Accounts.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountGetRequest()
         try:
             req.id = id
@@ -42,6 +44,7 @@ class Accounts(_Service):
         return from_pb_AccountGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, account: Account | None, timeout: float | None = None) -> AccountUpdateResponse:
+        """`Accounts.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountUpdateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -50,6 +53,7 @@ class Accounts(_Service):
         return from_pb_AccountUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountDeleteResponse:
+        """`Accounts.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountDeleteRequest()
         try:
             req.id = id
@@ -58,6 +62,7 @@ class Accounts(_Service):
         return from_pb_AccountDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Account]:
+        """`Accounts.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = accounts_pb2.AccountListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class AccountsGroupsHistory(_Service):
     """The `AccountsGroupsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccountGroupHistory]:
+        """`AccountsGroupsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = accounts_groups_history_pb2.AccountGroupHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class AccountsHistory(_Service):
     """The `AccountsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[AccountHistory]:
+        """`AccountsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = accounts_history_pb2.AccountHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -21,6 +21,7 @@ class Activities(_Service):
     """The `Activities` service of the StrongDM API."""
 
     async def get(self, id: str, timeout: float | None = None) -> ActivityGetResponse:
+        """`Activities.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = activities_pb2.ActivityGetRequest()
         try:
             req.id = id
@@ -31,6 +32,7 @@ class Activities(_Service):
         return from_pb_ActivityGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Activity]:
+        """`Activities.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = activities_pb2.ActivityListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class ApprovalWorkflowStepsHistory(_Service):
     """The `ApprovalWorkflowStepsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ApprovalWorkflowStepHistory]:
+        """`ApprovalWorkflowStepsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = approval_workflow_steps_history_pb2.ApprovalWorkflowStepHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

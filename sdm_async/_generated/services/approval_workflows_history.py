@@ -20,6 +20,7 @@ class ApprovalWorkflowsHistory(_Service):
     """The `ApprovalWorkflowsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ApprovalWorkflowHistory]:
+        """`ApprovalWorkflowsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = approval_workflows_history_pb2.ApprovalWorkflowHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -23,24 +23,28 @@ class ControlPanel(_Service):
     """The `ControlPanel` service of the StrongDM API."""
 
     async def get_sshca_public_key(self, timeout: float | None = None) -> ControlPanelGetSSHCAPublicKeyResponse:
+        """`ControlPanel.GetSSHCAPublicKey`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = control_panel_pb2.ControlPanelGetSSHCAPublicKeyRequest()
         if self._snapshot is not None:
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_ControlPanelGetSSHCAPublicKeyResponse(await self._call(_GET_SSHCA_PUBLIC_KEY, req, timeout))
 
     async def get_rdpca_public_key(self, timeout: float | None = None) -> ControlPanelGetRDPCAPublicKeyResponse:
+        """`ControlPanel.GetRDPCAPublicKey`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = control_panel_pb2.ControlPanelGetRDPCAPublicKeyRequest()
         if self._snapshot is not None:
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_ControlPanelGetRDPCAPublicKeyResponse(await self._call(_GET_RDPCA_PUBLIC_KEY, req, timeout))
 
     async def get_org_url_info(self, timeout: float | None = None) -> ControlPanelGetOrgURLInfoResponse:
+        """`ControlPanel.GetOrgURLInfo`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = control_panel_pb2.ControlPanelGetOrgURLInfoRequest()
         if self._snapshot is not None:
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_ControlPanelGetOrgURLInfoResponse(await self._call(_GET_ORG_URL_INFO, req, timeout))
 
     async def verify_jwt(self, token: str, timeout: float | None = None) -> ControlPanelVerifyJWTResponse:
+        """`ControlPanel.VerifyJWT`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = control_panel_pb2.ControlPanelVerifyJWTRequest()
         try:
             req.token = token

@@ -20,6 +20,7 @@ class GrantedAccountEntitlements(_Service):
     """The `GrantedAccountEntitlements` service of the StrongDM API."""
 
     def list(self, account_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedAccountEntitlement]:
+        """`GrantedAccountEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = granted_account_entitlements_pb2.GrantedAccountEntitlementListRequest()
         try:
             req.account_id = account_id

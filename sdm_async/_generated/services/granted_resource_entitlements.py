@@ -20,6 +20,7 @@ class GrantedResourceEntitlements(_Service):
     """The `GrantedResourceEntitlements` service of the StrongDM API."""
 
     def list(self, resource_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedResourceEntitlement]:
+        """`GrantedResourceEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = granted_resource_entitlements_pb2.GrantedResourceEntitlementListRequest()
         try:
             req.resource_id = resource_id

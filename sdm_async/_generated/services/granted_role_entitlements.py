@@ -20,6 +20,7 @@ class GrantedRoleEntitlements(_Service):
     """The `GrantedRoleEntitlements` service of the StrongDM API."""
 
     def list(self, role_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedRoleEntitlement]:
+        """`GrantedRoleEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = granted_role_entitlements_pb2.GrantedRoleEntitlementListRequest()
         try:
             req.role_id = role_id

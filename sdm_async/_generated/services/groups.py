@@ -25,6 +25,7 @@ class Groups(_Service):
     """The `Groups` service of the StrongDM API."""
 
     async def create(self, group: Group | None, timeout: float | None = None) -> GroupCreateResponse:
+        """`Groups.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupCreateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -33,6 +34,7 @@ class Groups(_Service):
         return from_pb_GroupCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def create_from_roles(self, role_ids: list[str], commit: bool, timeout: float | None = None) -> GroupCreateFromRolesResponse:
+        """`Groups.CreateFromRoles`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupCreateFromRolesRequest()
         try:
             req.role_ids.extend(role_ids)
@@ -42,6 +44,7 @@ class Groups(_Service):
         return from_pb_GroupCreateFromRolesResponse(await self._call(_CREATE_FROM_ROLES, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> GroupGetResponse:
+        """`Groups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupGetRequest()
         try:
             req.id = id
@@ -52,6 +55,7 @@ class Groups(_Service):
         return from_pb_GroupGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, group: Group | None, timeout: float | None = None) -> GroupUpdateResponse:
+        """`Groups.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupUpdateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -60,6 +64,7 @@ class Groups(_Service):
         return from_pb_GroupUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> GroupDeleteResponse:
+        """`Groups.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupDeleteRequest()
         try:
             req.id = id
@@ -68,6 +73,7 @@ class Groups(_Service):
         return from_pb_GroupDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Group]:
+        """`Groups.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = groups_pb2.GroupListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class GroupsHistory(_Service):
     """The `GroupsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GroupHistory]:
+        """`GroupsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = groups_history_pb2.GroupHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

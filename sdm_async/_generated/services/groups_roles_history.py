@@ -20,6 +20,7 @@ class GroupsRolesHistory(_Service):
     """The `GroupsRolesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GroupRoleHistory]:
+        """`GroupsRolesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = groups_roles_history_pb2.GroupRoleHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class HealthChecks(_Service):
     """The `HealthChecks` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Healthcheck]:
+        """`HealthChecks.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = health_checks_pb2.HealthcheckListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

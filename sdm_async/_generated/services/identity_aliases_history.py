@@ -20,6 +20,7 @@ class IdentityAliasesHistory(_Service):
     """The `IdentityAliasesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[IdentityAliasHistory]:
+        """`IdentityAliasesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = identity_aliases_history_pb2.IdentityAliasHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class IdentitySetsHistory(_Service):
     """The `IdentitySetsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[IdentitySetHistory]:
+        """`IdentitySetsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = identity_sets_history_pb2.IdentitySetHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -30,6 +30,7 @@ class ManagedSecrets(_Service):
     """The `ManagedSecrets` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ManagedSecret]:
+        """`ManagedSecrets.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = managed_secrets_pb2.ManagedSecretListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -38,6 +39,7 @@ class ManagedSecrets(_Service):
         return self._pager(_LIST, req, timeout, "managed_secrets", from_pb_ManagedSecret)
 
     def list_by_actor(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ManagedSecret]:
+        """`ManagedSecrets.ListByActor`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = managed_secrets_pb2.ManagedSecretListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -46,6 +48,7 @@ class ManagedSecrets(_Service):
         return self._pager(_LIST_BY_ACTOR, req, timeout, "managed_secrets", from_pb_ManagedSecret)
 
     async def create(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretCreateResponse:
+        """`ManagedSecrets.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretCreateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -54,6 +57,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def update(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretUpdateResponse:
+        """`ManagedSecrets.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretUpdateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -62,6 +66,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def rotate(self, id: str, timeout: float | None = None) -> ManagedSecretRotateResponse:
+        """`ManagedSecrets.Rotate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretRotateRequest()
         try:
             req.id = id
@@ -70,6 +75,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretRotateResponse(await self._call(_ROTATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ManagedSecretDeleteResponse:
+        """`ManagedSecrets.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretDeleteRequest()
         try:
             req.id = id
@@ -78,6 +84,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def force_delete(self, id: str, timeout: float | None = None) -> ManagedSecretDeleteResponse:
+        """`ManagedSecrets.ForceDelete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretDeleteRequest()
         try:
             req.id = id
@@ -86,6 +93,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretDeleteResponse(await self._call(_FORCE_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ManagedSecretGetResponse:
+        """`ManagedSecrets.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretGetRequest()
         try:
             req.id = id
@@ -96,6 +104,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretGetResponse(await self._call(_GET, req, timeout))
 
     async def retrieve(self, id: str, timeout: float | None = None) -> ManagedSecretRetrieveResponse:
+        """`ManagedSecrets.Retrieve`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretRetrieveRequest()
         try:
             req.id = id
@@ -106,6 +115,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretRetrieveResponse(await self._call(_RETRIEVE, req, timeout))
 
     async def validate(self, id: str, timeout: float | None = None) -> ManagedSecretValidateResponse:
+        """`ManagedSecrets.Validate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretValidateRequest()
         try:
             req.id = id
@@ -116,6 +126,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretValidateResponse(await self._call(_VALIDATE, req, timeout))
 
     def logs(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ManagedSecretLog]:
+        """`ManagedSecrets.Logs`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = managed_secrets_pb2.ManagedSecretLogsRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -25,6 +25,7 @@ class Nodes(_Service):
     """The `Nodes` service of the StrongDM API."""
 
     async def create(self, node: Node | None, timeout: float | None = None) -> NodeCreateResponse:
+        """`Nodes.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeCreateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -33,6 +34,7 @@ class Nodes(_Service):
         return from_pb_NodeCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> NodeGetResponse:
+        """`Nodes.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeGetRequest()
         try:
             req.id = id
@@ -43,6 +45,7 @@ class Nodes(_Service):
         return from_pb_NodeGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, node: Node | None, timeout: float | None = None) -> NodeUpdateResponse:
+        """`Nodes.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeUpdateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -51,6 +54,7 @@ class Nodes(_Service):
         return from_pb_NodeUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> NodeDeleteResponse:
+        """`Nodes.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeDeleteRequest()
         try:
             req.id = id
@@ -59,6 +63,7 @@ class Nodes(_Service):
         return from_pb_NodeDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Node]:
+        """`Nodes.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = nodes_pb2.NodeListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -67,6 +72,7 @@ class Nodes(_Service):
         return self._pager(_LIST, req, timeout, "nodes", from_pb_Node)
 
     async def tcp_probe(self, node_id: str, host: str, port: int, timeout: float | None = None) -> NodeTCPProbeResponse:
+        """`Nodes.TCPProbe`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeTCPProbeRequest()
         try:
             req.node_id = node_id

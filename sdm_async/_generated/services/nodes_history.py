@@ -20,6 +20,7 @@ class NodesHistory(_Service):
     """The `NodesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[NodeHistory]:
+        """`NodesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = nodes_history_pb2.NodeHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

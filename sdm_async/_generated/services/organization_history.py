@@ -20,6 +20,7 @@ class OrganizationHistory(_Service):
     """The `OrganizationHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[OrganizationHistoryRecord]:
+        """`OrganizationHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = organization_history_pb2.OrganizationHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -22,12 +22,14 @@ class Organizations(_Service):
     """The `Organizations` service of the StrongDM API."""
 
     async def get_mfa(self, timeout: float | None = None) -> OrganizationGetMFAResponse:
+        """`Organizations.GetMFA`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = organizations_pb2.OrganizationGetMFARequest()
         if self._snapshot is not None:
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_OrganizationGetMFAResponse(await self._call(_GET_MFA, req, timeout))
 
     async def update_mfa(self, mfa: MFAConfig | None, timeout: float | None = None) -> OrganizationUpdateMFAResponse:
+        """`Organizations.UpdateMFA`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = organizations_pb2.OrganizationUpdateMFARequest()
         try:
             to_pb_MFAConfig(mfa, req.mfa)
@@ -36,6 +38,7 @@ class Organizations(_Service):
         return from_pb_OrganizationUpdateMFAResponse(await self._call(_UPDATE_MFA, req, timeout))
 
     async def test_mfa(self, mfa: MFAConfig | None, timeout: float | None = None) -> OrganizationTestMFAResponse:
+        """`Organizations.TestMFA`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = organizations_pb2.OrganizationTestMFARequest()
         try:
             to_pb_MFAConfig(mfa, req.mfa)

@@ -23,6 +23,7 @@ class PeeringGroupNodes(_Service):
     """The `PeeringGroupNodes` service of the StrongDM API."""
 
     async def create(self, peering_group_node: PeeringGroupNode | None, timeout: float | None = None) -> PeeringGroupNodeCreateResponse:
+        """`PeeringGroupNodes.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeCreateRequest()
         try:
             to_pb_PeeringGroupNode(peering_group_node, req.peering_group_node)
@@ -31,6 +32,7 @@ class PeeringGroupNodes(_Service):
         return from_pb_PeeringGroupNodeCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupNodeDeleteResponse:
+        """`PeeringGroupNodes.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeDeleteRequest()
         try:
             req.id = id
@@ -39,6 +41,7 @@ class PeeringGroupNodes(_Service):
         return from_pb_PeeringGroupNodeDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupNodeGetResponse:
+        """`PeeringGroupNodes.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeGetRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class PeeringGroupNodes(_Service):
         return from_pb_PeeringGroupNodeGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[PeeringGroupNode]:
+        """`PeeringGroupNodes.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = peering_group_nodes_pb2.PeeringGroupNodeListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

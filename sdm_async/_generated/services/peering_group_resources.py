@@ -23,6 +23,7 @@ class PeeringGroupResources(_Service):
     """The `PeeringGroupResources` service of the StrongDM API."""
 
     async def create(self, peering_group_resource: PeeringGroupResource | None, timeout: float | None = None) -> PeeringGroupResourceCreateResponse:
+        """`PeeringGroupResources.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceCreateRequest()
         try:
             to_pb_PeeringGroupResource(peering_group_resource, req.peering_group_resource)
@@ -31,6 +32,7 @@ class PeeringGroupResources(_Service):
         return from_pb_PeeringGroupResourceCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupResourceDeleteResponse:
+        """`PeeringGroupResources.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceDeleteRequest()
         try:
             req.id = id
@@ -39,6 +41,7 @@ class PeeringGroupResources(_Service):
         return from_pb_PeeringGroupResourceDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupResourceGetResponse:
+        """`PeeringGroupResources.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceGetRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class PeeringGroupResources(_Service):
         return from_pb_PeeringGroupResourceGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[PeeringGroupResource]:
+        """`PeeringGroupResources.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = peering_group_resources_pb2.PeeringGroupResourceListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

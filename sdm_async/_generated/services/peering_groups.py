@@ -23,6 +23,7 @@ class PeeringGroups(_Service):
     """The `PeeringGroups` service of the StrongDM API."""
 
     async def create(self, peering_group: PeeringGroup | None, timeout: float | None = None) -> PeeringGroupCreateResponse:
+        """`PeeringGroups.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupCreateRequest()
         try:
             to_pb_PeeringGroup(peering_group, req.peering_group)
@@ -31,6 +32,7 @@ class PeeringGroups(_Service):
         return from_pb_PeeringGroupCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupDeleteResponse:
+        """`PeeringGroups.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupDeleteRequest()
         try:
             req.id = id
@@ -39,6 +41,7 @@ class PeeringGroups(_Service):
         return from_pb_PeeringGroupDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupGetResponse:
+        """`PeeringGroups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupGetRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class PeeringGroups(_Service):
         return from_pb_PeeringGroupGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[PeeringGroup]:
+        """`PeeringGroups.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = peering_groups_pb2.PeeringGroupListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -24,6 +24,7 @@ class Policies(_Service):
     """The `Policies` service of the StrongDM API."""
 
     async def create(self, policy: Policy | None, timeout: float | None = None) -> PolicyCreateResponse:
+        """`Policies.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyCreateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -32,6 +33,7 @@ class Policies(_Service):
         return from_pb_PolicyCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PolicyDeleteResponse:
+        """`Policies.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyDeleteRequest()
         try:
             req.id = id
@@ -40,6 +42,7 @@ class Policies(_Service):
         return from_pb_PolicyDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def update(self, policy: Policy | None, timeout: float | None = None) -> PolicyUpdateResponse:
+        """`Policies.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyUpdateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -48,6 +51,7 @@ class Policies(_Service):
         return from_pb_PolicyUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PolicyGetResponse:
+        """`Policies.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyGetRequest()
         try:
             req.id = id
@@ -58,6 +62,7 @@ class Policies(_Service):
         return from_pb_PolicyGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Policy]:
+        """`Policies.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = policies_pb2.PolicyListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

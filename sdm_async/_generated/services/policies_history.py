@@ -20,6 +20,7 @@ class PoliciesHistory(_Service):
     """The `PoliciesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[PolicyHistory]:
+        """`PoliciesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = policies_history_pb2.PoliciesHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -23,6 +23,7 @@ class ProxyClusterKeys(_Service):
     """The `ProxyClusterKeys` service of the StrongDM API."""
 
     async def create(self, proxy_cluster_key: ProxyClusterKey | None, timeout: float | None = None) -> ProxyClusterKeyCreateResponse:
+        """`ProxyClusterKeys.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyCreateRequest()
         try:
             to_pb_ProxyClusterKey(proxy_cluster_key, req.proxy_cluster_key)
@@ -31,6 +32,7 @@ class ProxyClusterKeys(_Service):
         return from_pb_ProxyClusterKeyCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ProxyClusterKeyGetResponse:
+        """`ProxyClusterKeys.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyGetRequest()
         try:
             req.id = id
@@ -41,6 +43,7 @@ class ProxyClusterKeys(_Service):
         return from_pb_ProxyClusterKeyGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ProxyClusterKeyDeleteResponse:
+        """`ProxyClusterKeys.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyDeleteRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class ProxyClusterKeys(_Service):
         return from_pb_ProxyClusterKeyDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ProxyClusterKey]:
+        """`ProxyClusterKeys.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class Queries(_Service):
     """The `Queries` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Query]:
+        """`Queries.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = queries_pb2.QueryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

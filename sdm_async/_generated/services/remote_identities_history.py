@@ -20,6 +20,7 @@ class RemoteIdentitiesHistory(_Service):
     """The `RemoteIdentitiesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RemoteIdentityHistory]:
+        """`RemoteIdentitiesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = remote_identities_history_pb2.RemoteIdentityHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

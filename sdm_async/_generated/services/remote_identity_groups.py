@@ -21,6 +21,7 @@ class RemoteIdentityGroups(_Service):
     """The `RemoteIdentityGroups` service of the StrongDM API."""
 
     async def get(self, id: str, timeout: float | None = None) -> RemoteIdentityGroupGetResponse:
+        """`RemoteIdentityGroups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identity_groups_pb2.RemoteIdentityGroupGetRequest()
         try:
             req.id = id
@@ -31,6 +32,7 @@ class RemoteIdentityGroups(_Service):
         return from_pb_RemoteIdentityGroupGetResponse(await self._call(_GET, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RemoteIdentityGroup]:
+        """`RemoteIdentityGroups.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = remote_identity_groups_pb2.RemoteIdentityGroupListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

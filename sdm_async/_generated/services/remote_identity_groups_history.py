@@ -20,6 +20,7 @@ class RemoteIdentityGroupsHistory(_Service):
     """The `RemoteIdentityGroupsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RemoteIdentityGroupHistory]:
+        """`RemoteIdentityGroupsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = remote_identity_groups_history_pb2.RemoteIdentityGroupHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

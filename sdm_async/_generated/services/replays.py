@@ -20,6 +20,7 @@ class Replays(_Service):
     """The `Replays` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ReplayChunk]:
+        """`Replays.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = replays_pb2.ReplayListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class RequestableAccountEntitlements(_Service):
     """The `RequestableAccountEntitlements` service of the StrongDM API."""
 
     def list(self, account_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableAccountEntitlement]:
+        """`RequestableAccountEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = requestable_account_entitlements_pb2.RequestableAccountEntitlementListRequest()
         try:
             req.account_id = account_id

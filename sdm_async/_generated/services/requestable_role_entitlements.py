@@ -20,6 +20,7 @@ class RequestableRoleEntitlements(_Service):
     """The `RequestableRoleEntitlements` service of the StrongDM API."""
 
     def list(self, role_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableRoleEntitlement]:
+        """`RequestableRoleEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = requestable_role_entitlements_pb2.RequestableRoleEntitlementListRequest()
         try:
             req.role_id = role_id

@@ -28,6 +28,7 @@ class Resources(_Service):
     """The `Resources` service of the StrongDM API."""
 
     def enumerate_tags(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Tag]:
+        """`Resources.EnumerateTags`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = resources_pb2.EnumerateTagsRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -36,6 +37,7 @@ class Resources(_Service):
         return self._pager(_ENUMERATE_TAGS, req, timeout, "matches", from_pb_Tag)
 
     async def create(self, resource: Resource | None, timeout: float | None = None) -> ResourceCreateResponse:
+        """`Resources.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceCreateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -44,6 +46,7 @@ class Resources(_Service):
         return from_pb_ResourceCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ResourceGetResponse:
+        """`Resources.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceGetRequest()
         try:
             req.id = id
@@ -54,6 +57,7 @@ class Resources(_Service):
         return from_pb_ResourceGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, resource: Resource | None, timeout: float | None = None) -> ResourceUpdateResponse:
+        """`Resources.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceUpdateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -62,6 +66,7 @@ class Resources(_Service):
         return from_pb_ResourceUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ResourceDeleteResponse:
+        """`Resources.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceDeleteRequest()
         try:
             req.id = id
@@ -70,6 +75,7 @@ class Resources(_Service):
         return from_pb_ResourceDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Resource]:
+        """`Resources.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = resources_pb2.ResourceListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -78,6 +84,7 @@ class Resources(_Service):
         return self._pager(_LIST, req, timeout, "resources", from_pb_Resource)
 
     async def healthcheck(self, id: str, timeout: float | None = None) -> ResourceHealthcheckResponse:
+        """`Resources.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceHealthcheckRequest()
         try:
             req.id = id

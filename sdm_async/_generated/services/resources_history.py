@@ -20,6 +20,7 @@ class ResourcesHistory(_Service):
     """The `ResourcesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[ResourceHistory]:
+        """`ResourcesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = resources_history_pb2.ResourceHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

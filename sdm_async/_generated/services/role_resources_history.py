@@ -20,6 +20,7 @@ class RoleResourcesHistory(_Service):
     """The `RoleResourcesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RoleResourceHistory]:
+        """`RoleResourcesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = role_resources_history_pb2.RoleResourceHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -24,6 +24,7 @@ class Roles(_Service):
     """The `Roles` service of the StrongDM API."""
 
     async def create(self, role: Role | None, timeout: float | None = None) -> RoleCreateResponse:
+        """`Roles.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleCreateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -32,6 +33,7 @@ class Roles(_Service):
         return from_pb_RoleCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> RoleGetResponse:
+        """`Roles.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleGetRequest()
         try:
             req.id = id
@@ -42,6 +44,7 @@ class Roles(_Service):
         return from_pb_RoleGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, role: Role | None, timeout: float | None = None) -> RoleUpdateResponse:
+        """`Roles.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleUpdateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -50,6 +53,7 @@ class Roles(_Service):
         return from_pb_RoleUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleDeleteResponse:
+        """`Roles.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleDeleteRequest()
         try:
             req.id = id
@@ -58,6 +62,7 @@ class Roles(_Service):
         return from_pb_RoleDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Role]:
+        """`Roles.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = roles_pb2.RoleListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

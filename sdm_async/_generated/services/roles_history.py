@@ -20,6 +20,7 @@ class RolesHistory(_Service):
     """The `RolesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RoleHistory]:
+        """`RolesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = roles_history_pb2.RoleHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

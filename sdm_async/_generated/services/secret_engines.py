@@ -32,6 +32,7 @@ class SecretEngines(_Service):
     """The `SecretEngines` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[SecretEngine]:
+        """`SecretEngines.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = secret_engines_pb2.SecretEngineListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -40,6 +41,7 @@ class SecretEngines(_Service):
         return self._pager(_LIST, req, timeout, "secret_engines", from_pb_SecretEngine)
 
     async def get(self, id: str, timeout: float | None = None) -> SecretEngineGetResponse:
+        """`SecretEngines.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineGetRequest()
         try:
             req.id = id
@@ -50,6 +52,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineGetResponse(await self._call(_GET, req, timeout))
 
     async def create(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineCreateResponse:
+        """`SecretEngines.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineCreateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -58,6 +61,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def update(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineUpdateResponse:
+        """`SecretEngines.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineUpdateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -66,6 +70,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> SecretEngineDeleteResponse:
+        """`SecretEngines.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineDeleteRequest()
         try:
             req.id = id
@@ -74,6 +79,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list_secret_stores(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[SecretStore]:
+        """`SecretEngines.ListSecretStores`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = secret_stores_pb2.SecretStoreListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -82,6 +88,7 @@ class SecretEngines(_Service):
         return self._pager(_LIST_SECRET_STORES, req, timeout, "secret_stores", from_pb_SecretStore)
 
     async def generate_keys(self, secret_engine_id: str, timeout: float | None = None) -> GenerateKeysResponse:
+        """`SecretEngines.GenerateKeys`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.GenerateKeysRequest()
         try:
             req.secret_engine_id = secret_engine_id
@@ -90,6 +97,7 @@ class SecretEngines(_Service):
         return from_pb_GenerateKeysResponse(await self._call(_GENERATE_KEYS, req, timeout))
 
     async def healthcheck(self, secret_engine_id: str, timeout: float | None = None) -> HealthcheckResponse:
+        """`SecretEngines.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.HealthcheckRequest()
         try:
             req.secret_engine_id = secret_engine_id
@@ -100,6 +108,7 @@ class SecretEngines(_Service):
         return from_pb_HealthcheckResponse(await self._call(_HEALTHCHECK, req, timeout))
 
     async def rotate(self, id: str, password_policy: SecretEnginePasswordPolicy | None, timeout: float | None = None) -> SecretEngineRotateResponse:
+        """`SecretEngines.Rotate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineRotateRequest()
         try:
             req.id = id

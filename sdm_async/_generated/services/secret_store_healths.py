@@ -21,6 +21,7 @@ class SecretStoreHealths(_Service):
     """The `SecretStoreHealths` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[SecretStoreHealth]:
+        """`SecretStoreHealths.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = secret_store_healths_pb2.SecretStoreHealthListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
@@ -29,6 +30,7 @@ class SecretStoreHealths(_Service):
         return self._pager(_LIST, req, timeout, "secret_store_healths", from_pb_SecretStoreHealth)
 
     async def healthcheck(self, secret_store_id: str, timeout: float | None = None) -> SecretStoreHealthcheckResponse:
+        """`SecretStoreHealths.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_store_healths_pb2.SecretStoreHealthcheckRequest()
         try:
             req.secret_store_id = secret_store_id

@@ -20,6 +20,7 @@ class SecretStoresHistory(_Service):
     """The `SecretStoresHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[SecretStoreHistory]:
+        """`SecretStoresHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = secret_stores_history_pb2.SecretStoreHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -23,6 +23,7 @@ class WorkflowApprovers(_Service):
     """The `WorkflowApprovers` service of the StrongDM API."""
 
     async def create(self, workflow_approver: WorkflowApprover | None, timeout: float | None = None) -> WorkflowApproversCreateResponse:
+        """`WorkflowApprovers.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproversCreateRequest()
         try:
             to_pb_WorkflowApprover(workflow_approver, req.workflow_approver)
@@ -31,6 +32,7 @@ class WorkflowApprovers(_Service):
         return from_pb_WorkflowApproversCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowApproverGetResponse:
+        """`WorkflowApprovers.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproverGetRequest()
         try:
             req.id = id
@@ -41,6 +43,7 @@ class WorkflowApprovers(_Service):
         return from_pb_WorkflowApproverGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowApproversDeleteResponse:
+        """`WorkflowApprovers.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproversDeleteRequest()
         try:
             req.id = id
@@ -49,6 +52,7 @@ class WorkflowApprovers(_Service):
         return from_pb_WorkflowApproversDeleteResponse(await self._call(_DELETE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[WorkflowApprover]:
+        """`WorkflowApprovers.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = workflow_approvers_pb2.WorkflowApproversListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -20,6 +20,7 @@ class WorkflowApproversHistory(_Service):
     """The `WorkflowApproversHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[WorkflowApproverHistory]:
+        """`WorkflowApproversHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = workflow_approvers_history_pb2.WorkflowApproversHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

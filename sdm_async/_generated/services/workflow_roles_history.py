@@ -20,6 +20,7 @@ class WorkflowRolesHistory(_Service):
     """The `WorkflowRolesHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[WorkflowRoleHistory]:
+        """`WorkflowRolesHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = workflow_roles_history_pb2.WorkflowRolesHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

@@ -24,6 +24,7 @@ class Workflows(_Service):
     """The `Workflows` service of the StrongDM API."""
 
     async def create(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowCreateResponse:
+        """`Workflows.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowCreateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)
@@ -32,6 +33,7 @@ class Workflows(_Service):
         return from_pb_WorkflowCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowGetResponse:
+        """`Workflows.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowGetRequest()
         try:
             req.id = id
@@ -42,6 +44,7 @@ class Workflows(_Service):
         return from_pb_WorkflowGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowDeleteResponse:
+        """`Workflows.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowDeleteRequest()
         try:
             req.id = id
@@ -50,6 +53,7 @@ class Workflows(_Service):
         return from_pb_WorkflowDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def update(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowUpdateResponse:
+        """`Workflows.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowUpdateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)
@@ -58,6 +62,7 @@ class Workflows(_Service):
         return from_pb_WorkflowUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[Workflow]:
+        """`Workflows.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = workflows_pb2.WorkflowListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)

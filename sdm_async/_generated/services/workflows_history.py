@@ -20,6 +20,7 @@ class WorkflowsHistory(_Service):
     """The `WorkflowsHistory` service of the StrongDM API."""
 
     def list(self, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[WorkflowHistory]:
+        """`WorkflowsHistory.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
         req = workflows_history_pb2.WorkflowHistoryListRequest()
         try:
             req.filter = quote_filter_args(filter, *args)
