@@ -25,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import logging
 import sys
 import time
 from typing import Any
+
+log = logging.getLogger("sdm_async")
 
 PROBE_WAIT = 0.25  # seconds a call waits for a probe's answer before going anyway
 SAME_WINDOW = 0.001  # reset_at values closer than this are one window (pb vs datetime rounding)
@@ -186,6 +189,14 @@ class Pacer:
         """Queue for a unit of `b`: True when granted, False at the deadline, None when
         `probe` resolved first."""
         fut: asyncio.Future[None] = loop.create_future()
+        if not b.queue:  # once per spell of waiting, not once per held call
+            log.info(
+                "rate limit: bucket %r has %d of %d left with %d in flight; holding calls",
+                b.name,
+                b.remaining,
+                b.limit,
+                b.in_flight,
+            )
         b.queue.append(fut)
         expire = None if deadline is None else loop.call_at(deadline, _expire, fut)
         self._pump(b)

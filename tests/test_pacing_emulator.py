@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -12,7 +13,10 @@ import sdm_async
 testing = pytest.importorskip("sdm_async.testing")
 
 
-async def test_bulk_create_of_five_budgets_uses_the_limit_without_refusals() -> None:
+async def test_bulk_create_of_five_budgets_uses_the_limit_without_refusals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sdm_async")
     limit, window = 50, 0.5
     users = [
         sdm_async.User(email=f"paced{i}@example.com", first_name="P", last_name=str(i))
@@ -32,3 +36,7 @@ async def test_bulk_create_of_five_budgets_uses_the_limit_without_refusals() -> 
     # ends near 5 windows. At 90 % of the allowed rate it would take 5.6; allow a loaded
     # box more, while a blind or burst-and-stall client would take 6+ windows anyway.
     assert elapsed < 7 * window, elapsed
+    # Holding is reported at info level, once per spell of waiting rather than per call.
+    held = [r for r in caplog.records if "holding calls" in r.getMessage()]
+    assert 1 <= len(held) <= 10, len(held)
+    assert emu.secret_key not in caplog.text
