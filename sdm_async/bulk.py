@@ -41,6 +41,7 @@ class Outcome(Generic[I, R]):
 
     @property
     def ok(self) -> bool:
+        """True when the call succeeded."""
         return self.error is None
 
 

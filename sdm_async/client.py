@@ -124,10 +124,12 @@ class Client(Services):
 
     @property
     def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force (`retry_rate_limit_errors` applied)."""
         return self._transport.retry
 
     @property
     def max_in_flight(self) -> int:
+        """The most calls this client has in flight at once, across every service."""
         return self._transport.max_in_flight
 
     @property
