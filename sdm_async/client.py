@@ -15,6 +15,7 @@ from sdm_async._generated.v1 import spec_pb2
 from sdm_async._model import ts_to_pb
 from sdm_async._retry import RetryPolicy
 from sdm_async._rpc import Attempt, Transport
+from sdm_async._secrets import ManagedSecrets
 from sdm_async._signing import Signer, decode_secret
 from sdm_async.bulk import Outcome
 
@@ -109,6 +110,8 @@ class Client(Services):
             pace=pace_rate_limits,
         )
         self._bind_services(self._transport, page_limit)
+        # Secret values are encrypted end to end, which the generated service cannot know.
+        self.managed_secrets = ManagedSecrets(self._transport, page_limit)
 
     @classmethod
     def from_env(cls, **options: Any) -> Client:

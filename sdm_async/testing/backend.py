@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sdm_async.testing import schema
 from sdm_async.testing.auth import Key, Keys, new_key_pair
@@ -101,6 +103,10 @@ class Backend:
         self._unique: dict[str, dict[str, str]] = {}  # service -> natural key -> id
         self._seq = 0
         self._last_at = 0
+        # Secret engines' private keys, and managed secrets' values, kept apart from the
+        # objects: the API never returns a value except encrypted for a Retrieve.
+        self._engine_keys: dict[str, rsa.RSAPrivateKey] = {}
+        self._secret_values: dict[str, bytes] = {}
         for m in schema.methods().values():
             if m.kind == "create" and m.item is not None and "id" in _id_fields(m.item):
                 item_cls = schema.message_class(m.item.name)
@@ -145,6 +151,10 @@ class Backend:
         if natural is not None and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
         inner.id = schema.id_prefix(m.service) + secrets.token_hex(8)
+        if m.service == "SecretEngines":
+            inner.public_key = self._new_engine_key(inner.id)
+        if m.service == "ManagedSecrets":
+            self._keep_secret_value(inner)
         if "created_at" in inner.DESCRIPTOR.fields_by_name:
             at = self._now()
             inner.created_at.seconds, inner.created_at.nanos = divmod(at, 1_000_000_000)
@@ -189,6 +199,8 @@ class Backend:
             else:
                 setattr(inner, name, getattr(old_inner, name))
         _derive(m.service, kind, inner)
+        if m.service == "ManagedSecrets" and inner.value:
+            self._keep_secret_value(inner)
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
@@ -224,6 +236,8 @@ class Backend:
                     self._remove(other, dependent)
         table = self.tables[service]
         old = table.records[id]
+        self._secret_values.pop(id, None)
+        self._engine_keys.pop(id, None)
         kind, inner = schema.member(old.msg)
         natural = self._natural_key(service, kind, inner)
         if natural is not None:
@@ -288,6 +302,47 @@ class Backend:
         page = found[after : after + limit]
         more = after + limit if after + limit < len(found) else None
         return self._page_reply(m, [t.SerializeToString() for t in page], more)
+
+    def _new_engine_key(self, engine_id: str) -> bytes:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._engine_keys[engine_id] = key
+        return key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def _keep_secret_value(self, secret: Message) -> None:
+        """Decrypt the value sent for the engine (a client without the engine's key sends it
+        as is), keep it apart, and store the secret without it."""
+        value = bytes(secret.value)
+        key = self._engine_keys.get(secret.secret_engine_id)
+        if key is not None and value:
+            try:
+                value = key.decrypt(value, _oaep())
+            except ValueError:
+                pass  # not encrypted for this engine: taken as given
+        self._secret_values[secret.id] = value
+        secret.ClearField("value")
+
+    def _retrieve_secret(self, m: Method, req: Message) -> Reply:
+        """`ManagedSecrets.Retrieve`: the value, encrypted for the caller's public key."""
+        record = self.tables["ManagedSecrets"].get(req.id)
+        if record is None:
+            raise not_found(f"managed secret {req.id!r} not found")
+        try:
+            key = serialization.load_pem_public_key(req.public_key)
+        except ValueError:
+            raise bad_request(
+                "ManagedSecrets.Retrieve: public_key must be a PEM public key (RSA) to "
+                "encrypt the value for"
+            ) from None
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise bad_request("ManagedSecrets.Retrieve: public_key must be an RSA key")
+        resp = m.response()
+        resp.managed_secret.CopyFrom(record.msg)
+        value = self._secret_values.get(req.id, b"")
+        if value:
+            resp.managed_secret.value = key.encrypt(value, _oaep())
+        return Reply(resp)
 
     def _healthcheck(self, m: Method, req: Message) -> Reply:
         if req.id not in self.tables["Resources"].records:
@@ -470,7 +525,12 @@ class Backend:
 _SPECIAL = {
     "Resources.EnumerateTags": "_enumerate_tags",
     "Resources.Healthcheck": "_healthcheck",
+    "ManagedSecrets.Retrieve": "_retrieve_secret",
 }
+
+
+def _oaep() -> padding.OAEP:
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
 def _id_fields(item: Any) -> set[str]:

@@ -89,6 +89,10 @@ def _to_stmt(f: Field) -> list[str]:
         "model": f"to_pb_{f.target}",
         "union": f"to_pb_{f.target}",
     }[f.kind]
+    if f.kind == "model":
+        # A given model is present even when all its fields are defaults (a required
+        # `policy=ManagedSecretPolicy()` must reach the server), as the official SDK sends it.
+        return [f"if {src} is not None:", f"    {dst}.SetInParent()", f"    {fn}({src}, {dst})"]
     return [f"if {src} is not None:", f"    {fn}({src}, {dst})"]
 
 

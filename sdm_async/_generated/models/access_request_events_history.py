@@ -46,6 +46,7 @@ def from_pb_AccessRequestEventHistory(m: typing.Any) -> AccessRequestEventHistor
 
 def to_pb_AccessRequestEventHistory(o: AccessRequestEventHistory, m: typing.Any) -> None:
     if o.access_request_event is not None:
+        m.access_request_event.SetInParent()
         to_pb_AccessRequestEvent(o.access_request_event, m.access_request_event)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

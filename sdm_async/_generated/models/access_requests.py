@@ -189,6 +189,7 @@ def from_pb_AccessRequestListResponse(m: typing.Any) -> AccessRequestListRespons
 
 def to_pb_AccessRequestListResponse(o: AccessRequestListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -46,6 +46,7 @@ def from_pb_AccessRequestHistory(m: typing.Any) -> AccessRequestHistory:
 
 def to_pb_AccessRequestHistory(o: AccessRequestHistory, m: typing.Any) -> None:
     if o.access_request is not None:
+        m.access_request.SetInParent()
         to_pb_AccessRequest(o.access_request, m.access_request)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

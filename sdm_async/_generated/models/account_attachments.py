@@ -99,10 +99,13 @@ def from_pb_AccountAttachmentCreateResponse(m: typing.Any) -> AccountAttachmentC
 
 def to_pb_AccountAttachmentCreateResponse(o: AccountAttachmentCreateResponse, m: typing.Any) -> None:
     if o.account_attachment is not None:
+        m.account_attachment.SetInParent()
         to_pb_AccountAttachment(o.account_attachment, m.account_attachment)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -116,10 +119,13 @@ def from_pb_AccountAttachmentGetResponse(m: typing.Any) -> AccountAttachmentGetR
 
 def to_pb_AccountAttachmentGetResponse(o: AccountAttachmentGetResponse, m: typing.Any) -> None:
     if o.account_attachment is not None:
+        m.account_attachment.SetInParent()
         to_pb_AccountAttachment(o.account_attachment, m.account_attachment)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -132,8 +138,10 @@ def from_pb_AccountAttachmentDeleteResponse(m: typing.Any) -> AccountAttachmentD
 
 def to_pb_AccountAttachmentDeleteResponse(o: AccountAttachmentDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

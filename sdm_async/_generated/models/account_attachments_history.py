@@ -46,6 +46,7 @@ def from_pb_AccountAttachmentHistory(m: typing.Any) -> AccountAttachmentHistory:
 
 def to_pb_AccountAttachmentHistory(o: AccountAttachmentHistory, m: typing.Any) -> None:
     if o.account_attachment is not None:
+        m.account_attachment.SetInParent()
         to_pb_AccountAttachment(o.account_attachment, m.account_attachment)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

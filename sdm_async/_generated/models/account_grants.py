@@ -111,10 +111,13 @@ def from_pb_AccountGrantCreateResponse(m: typing.Any) -> AccountGrantCreateRespo
 
 def to_pb_AccountGrantCreateResponse(o: AccountGrantCreateResponse, m: typing.Any) -> None:
     if o.account_grant is not None:
+        m.account_grant.SetInParent()
         to_pb_AccountGrant(o.account_grant, m.account_grant)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -128,10 +131,13 @@ def from_pb_AccountGrantGetResponse(m: typing.Any) -> AccountGrantGetResponse:
 
 def to_pb_AccountGrantGetResponse(o: AccountGrantGetResponse, m: typing.Any) -> None:
     if o.account_grant is not None:
+        m.account_grant.SetInParent()
         to_pb_AccountGrant(o.account_grant, m.account_grant)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -144,8 +150,10 @@ def from_pb_AccountGrantDeleteResponse(m: typing.Any) -> AccountGrantDeleteRespo
 
 def to_pb_AccountGrantDeleteResponse(o: AccountGrantDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

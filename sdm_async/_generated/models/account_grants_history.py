@@ -46,6 +46,7 @@ def from_pb_AccountGrantHistory(m: typing.Any) -> AccountGrantHistory:
 
 def to_pb_AccountGrantHistory(o: AccountGrantHistory, m: typing.Any) -> None:
     if o.account_grant is not None:
+        m.account_grant.SetInParent()
         to_pb_AccountGrant(o.account_grant, m.account_grant)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

@@ -46,6 +46,7 @@ def from_pb_AccountResourceHistory(m: typing.Any) -> AccountResourceHistory:
 
 def to_pb_AccountResourceHistory(o: AccountResourceHistory, m: typing.Any) -> None:
     if o.account_resource is not None:
+        m.account_resource.SetInParent()
         to_pb_AccountResource(o.account_resource, m.account_resource)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

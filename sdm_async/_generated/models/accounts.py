@@ -239,8 +239,10 @@ def to_pb_AccountCreateResponse(o: AccountCreateResponse, m: typing.Any) -> None
     if o.account is not None:
         to_pb_Account(o.account, m.account)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.secret_key = o.secret_key
     m.token = o.token
@@ -258,8 +260,10 @@ def to_pb_AccountGetResponse(o: AccountGetResponse, m: typing.Any) -> None:
     if o.account is not None:
         to_pb_Account(o.account, m.account)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -275,8 +279,10 @@ def to_pb_AccountUpdateResponse(o: AccountUpdateResponse, m: typing.Any) -> None
     if o.account is not None:
         to_pb_Account(o.account, m.account)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -289,8 +295,10 @@ def from_pb_AccountDeleteResponse(m: typing.Any) -> AccountDeleteResponse:
 
 def to_pb_AccountDeleteResponse(o: AccountDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

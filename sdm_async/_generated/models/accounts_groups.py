@@ -164,6 +164,7 @@ def from_pb_AccountGroupCreateRequest(m: typing.Any) -> AccountGroupCreateReques
 
 def to_pb_AccountGroupCreateRequest(o: AccountGroupCreateRequest, m: typing.Any) -> None:
     if o.account_group is not None:
+        m.account_group.SetInParent()
         to_pb_AccountGroup(o.account_group, m.account_group)
 
 
@@ -176,8 +177,10 @@ def from_pb_AccountGroupCreateResponse(m: typing.Any) -> AccountGroupCreateRespo
 
 def to_pb_AccountGroupCreateResponse(o: AccountGroupCreateResponse, m: typing.Any) -> None:
     if o.account_group is not None:
+        m.account_group.SetInParent()
         to_pb_AccountGroup(o.account_group, m.account_group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -201,10 +204,13 @@ def from_pb_AccountGroupGetResponse(m: typing.Any) -> AccountGroupGetResponse:
 
 def to_pb_AccountGroupGetResponse(o: AccountGroupGetResponse, m: typing.Any) -> None:
     if o.account_group is not None:
+        m.account_group.SetInParent()
         to_pb_AccountGroup(o.account_group, m.account_group)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -227,8 +233,10 @@ def from_pb_AccountGroupDeleteResponse(m: typing.Any) -> AccountGroupDeleteRespo
 
 def to_pb_AccountGroupDeleteResponse(o: AccountGroupDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -250,6 +258,7 @@ def from_pb_AccountGroupListResponse(m: typing.Any) -> AccountGroupListResponse:
 
 def to_pb_AccountGroupListResponse(o: AccountGroupListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -46,6 +46,7 @@ def from_pb_AccountGroupHistory(m: typing.Any) -> AccountGroupHistory:
 
 def to_pb_AccountGroupHistory(o: AccountGroupHistory, m: typing.Any) -> None:
     if o.account_group is not None:
+        m.account_group.SetInParent()
         to_pb_AccountGroup(o.account_group, m.account_group)
     m.activity_id = o.activity_id
     if o.deleted_at is not None:

@@ -129,10 +129,13 @@ def from_pb_ActivityGetResponse(m: typing.Any) -> ActivityGetResponse:
 
 def to_pb_ActivityGetResponse(o: ActivityGetResponse, m: typing.Any) -> None:
     if o.activity is not None:
+        m.activity.SetInParent()
         to_pb_Activity(o.activity, m.activity)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -151,6 +154,7 @@ def from_pb_Activity(m: typing.Any) -> Activity:
 
 def to_pb_Activity(o: Activity, m: typing.Any) -> None:
     if o.actor is not None:
+        m.actor.SetInParent()
         to_pb_ActivityActor(o.actor, m.actor)
     if o.completed_at is not None:
         ts_to_pb(o.completed_at, m.completed_at)

@@ -118,8 +118,10 @@ def from_pb_ApprovalWorkflowApproverCreateResponse(m: typing.Any) -> ApprovalWor
 
 def to_pb_ApprovalWorkflowApproverCreateResponse(o: ApprovalWorkflowApproverCreateResponse, m: typing.Any) -> None:
     if o.approval_workflow_approver is not None:
+        m.approval_workflow_approver.SetInParent()
         to_pb_ApprovalWorkflowApprover(o.approval_workflow_approver, m.approval_workflow_approver)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -133,10 +135,13 @@ def from_pb_ApprovalWorkflowApproverGetResponse(m: typing.Any) -> ApprovalWorkfl
 
 def to_pb_ApprovalWorkflowApproverGetResponse(o: ApprovalWorkflowApproverGetResponse, m: typing.Any) -> None:
     if o.approval_workflow_approver is not None:
+        m.approval_workflow_approver.SetInParent()
         to_pb_ApprovalWorkflowApprover(o.approval_workflow_approver, m.approval_workflow_approver)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -150,6 +155,7 @@ def from_pb_ApprovalWorkflowApproverDeleteResponse(m: typing.Any) -> ApprovalWor
 def to_pb_ApprovalWorkflowApproverDeleteResponse(o: ApprovalWorkflowApproverDeleteResponse, m: typing.Any) -> None:
     m.id = o.id
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -161,6 +167,7 @@ def from_pb_ApprovalWorkflowApproverListResponse(m: typing.Any) -> ApprovalWorkf
 
 def to_pb_ApprovalWorkflowApproverListResponse(o: ApprovalWorkflowApproverListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

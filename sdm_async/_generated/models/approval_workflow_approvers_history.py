@@ -47,6 +47,7 @@ def from_pb_ApprovalWorkflowApproverHistory(m: typing.Any) -> ApprovalWorkflowAp
 def to_pb_ApprovalWorkflowApproverHistory(o: ApprovalWorkflowApproverHistory, m: typing.Any) -> None:
     m.activity_id = o.activity_id
     if o.approval_workflow_approver is not None:
+        m.approval_workflow_approver.SetInParent()
         to_pb_ApprovalWorkflowApprover(o.approval_workflow_approver, m.approval_workflow_approver)
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)

@@ -115,8 +115,10 @@ def from_pb_ApprovalWorkflowStepCreateResponse(m: typing.Any) -> ApprovalWorkflo
 
 def to_pb_ApprovalWorkflowStepCreateResponse(o: ApprovalWorkflowStepCreateResponse, m: typing.Any) -> None:
     if o.approval_workflow_step is not None:
+        m.approval_workflow_step.SetInParent()
         to_pb_ApprovalWorkflowStep(o.approval_workflow_step, m.approval_workflow_step)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -130,10 +132,13 @@ def from_pb_ApprovalWorkflowStepGetResponse(m: typing.Any) -> ApprovalWorkflowSt
 
 def to_pb_ApprovalWorkflowStepGetResponse(o: ApprovalWorkflowStepGetResponse, m: typing.Any) -> None:
     if o.approval_workflow_step is not None:
+        m.approval_workflow_step.SetInParent()
         to_pb_ApprovalWorkflowStep(o.approval_workflow_step, m.approval_workflow_step)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -147,6 +152,7 @@ def from_pb_ApprovalWorkflowStepDeleteResponse(m: typing.Any) -> ApprovalWorkflo
 def to_pb_ApprovalWorkflowStepDeleteResponse(o: ApprovalWorkflowStepDeleteResponse, m: typing.Any) -> None:
     m.id = o.id
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -158,6 +164,7 @@ def from_pb_ApprovalWorkflowStepListResponse(m: typing.Any) -> ApprovalWorkflowS
 
 def to_pb_ApprovalWorkflowStepListResponse(o: ApprovalWorkflowStepListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -47,6 +47,7 @@ def from_pb_ApprovalWorkflowStepHistory(m: typing.Any) -> ApprovalWorkflowStepHi
 def to_pb_ApprovalWorkflowStepHistory(o: ApprovalWorkflowStepHistory, m: typing.Any) -> None:
     m.activity_id = o.activity_id
     if o.approval_workflow_step is not None:
+        m.approval_workflow_step.SetInParent()
         to_pb_ApprovalWorkflowStep(o.approval_workflow_step, m.approval_workflow_step)
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)

@@ -175,8 +175,10 @@ def from_pb_ApprovalWorkflowCreateResponse(m: typing.Any) -> ApprovalWorkflowCre
 
 def to_pb_ApprovalWorkflowCreateResponse(o: ApprovalWorkflowCreateResponse, m: typing.Any) -> None:
     if o.approval_workflow is not None:
+        m.approval_workflow.SetInParent()
         to_pb_ApprovalWorkflow(o.approval_workflow, m.approval_workflow)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -190,10 +192,13 @@ def from_pb_ApprovalWorkflowGetResponse(m: typing.Any) -> ApprovalWorkflowGetRes
 
 def to_pb_ApprovalWorkflowGetResponse(o: ApprovalWorkflowGetResponse, m: typing.Any) -> None:
     if o.approval_workflow is not None:
+        m.approval_workflow.SetInParent()
         to_pb_ApprovalWorkflow(o.approval_workflow, m.approval_workflow)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -206,8 +211,10 @@ def from_pb_ApprovalWorkflowUpdateResponse(m: typing.Any) -> ApprovalWorkflowUpd
 
 def to_pb_ApprovalWorkflowUpdateResponse(o: ApprovalWorkflowUpdateResponse, m: typing.Any) -> None:
     if o.approval_workflow is not None:
+        m.approval_workflow.SetInParent()
         to_pb_ApprovalWorkflow(o.approval_workflow, m.approval_workflow)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -221,6 +228,7 @@ def from_pb_ApprovalWorkflowDeleteResponse(m: typing.Any) -> ApprovalWorkflowDel
 def to_pb_ApprovalWorkflowDeleteResponse(o: ApprovalWorkflowDeleteResponse, m: typing.Any) -> None:
     m.id = o.id
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -232,6 +240,7 @@ def from_pb_ApprovalWorkflowListResponse(m: typing.Any) -> ApprovalWorkflowListR
 
 def to_pb_ApprovalWorkflowListResponse(o: ApprovalWorkflowListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

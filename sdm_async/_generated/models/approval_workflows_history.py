@@ -47,6 +47,7 @@ def from_pb_ApprovalWorkflowHistory(m: typing.Any) -> ApprovalWorkflowHistory:
 def to_pb_ApprovalWorkflowHistory(o: ApprovalWorkflowHistory, m: typing.Any) -> None:
     m.activity_id = o.activity_id
     if o.approval_workflow is not None:
+        m.approval_workflow.SetInParent()
         to_pb_ApprovalWorkflow(o.approval_workflow, m.approval_workflow)
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)

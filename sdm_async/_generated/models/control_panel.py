@@ -111,9 +111,11 @@ def from_pb_ControlPanelGetSSHCAPublicKeyResponse(m: typing.Any) -> ControlPanel
 
 def to_pb_ControlPanelGetSSHCAPublicKeyResponse(o: ControlPanelGetSSHCAPublicKeyResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     m.public_key = o.public_key
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -127,9 +129,11 @@ def from_pb_ControlPanelGetRDPCAPublicKeyResponse(m: typing.Any) -> ControlPanel
 
 def to_pb_ControlPanelGetRDPCAPublicKeyResponse(o: ControlPanelGetRDPCAPublicKeyResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     m.public_key = o.public_key
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -143,8 +147,10 @@ def from_pb_ControlPanelVerifyJWTResponse(m: typing.Any) -> ControlPanelVerifyJW
 
 def to_pb_ControlPanelVerifyJWTResponse(o: ControlPanelVerifyJWTResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.valid = o.valid
 
@@ -163,9 +169,11 @@ def from_pb_ControlPanelGetOrgURLInfoResponse(m: typing.Any) -> ControlPanelGetO
 def to_pb_ControlPanelGetOrgURLInfoResponse(o: ControlPanelGetOrgURLInfoResponse, m: typing.Any) -> None:
     m.base_url = o.base_url
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     m.oidc_issuer_url = o.oidc_issuer_url
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.saml_metadata_url = o.saml_metadata_url
     m.websites_subdomain = o.websites_subdomain

@@ -316,6 +316,7 @@ def to_pb_ConnectorCreateResponse(o: ConnectorCreateResponse, m: typing.Any) -> 
     if o.connector is not None:
         to_pb_Connector(o.connector, m.connector)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -341,8 +342,10 @@ def to_pb_ConnectorGetResponse(o: ConnectorGetResponse, m: typing.Any) -> None:
     if o.connector is not None:
         to_pb_Connector(o.connector, m.connector)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -368,6 +371,7 @@ def to_pb_ConnectorUpdateResponse(o: ConnectorUpdateResponse, m: typing.Any) -> 
     if o.connector is not None:
         to_pb_Connector(o.connector, m.connector)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -390,8 +394,10 @@ def from_pb_ConnectorDeleteResponse(m: typing.Any) -> ConnectorDeleteResponse:
 
 def to_pb_ConnectorDeleteResponse(o: ConnectorDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -413,6 +419,7 @@ def from_pb_ConnectorListResponse(m: typing.Any) -> ConnectorListResponse:
 
 def to_pb_ConnectorListResponse(o: ConnectorListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

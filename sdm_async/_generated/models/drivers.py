@@ -9800,6 +9800,7 @@ def to_pb_HTTPAuth(o: HTTPAuth, m: typing.Any) -> None:
     m.auth_header = o.auth_header
     m.bind_interface = o.bind_interface
     if o.custom_headers is not None:
+        m.custom_headers.SetInParent()
         to_pb_CustomHeaders(o.custom_headers, m.custom_headers)
     m.default_path = o.default_path
     m.egress_filter = o.egress_filter
@@ -9850,6 +9851,7 @@ def from_pb_HTTPBasicAuth(m: typing.Any) -> HTTPBasicAuth:
 def to_pb_HTTPBasicAuth(o: HTTPBasicAuth, m: typing.Any) -> None:
     m.bind_interface = o.bind_interface
     if o.custom_headers is not None:
+        m.custom_headers.SetInParent()
         to_pb_CustomHeaders(o.custom_headers, m.custom_headers)
     m.default_path = o.default_path
     m.egress_filter = o.egress_filter
@@ -9900,6 +9902,7 @@ def from_pb_HTTPNoAuth(m: typing.Any) -> HTTPNoAuth:
 def to_pb_HTTPNoAuth(o: HTTPNoAuth, m: typing.Any) -> None:
     m.bind_interface = o.bind_interface
     if o.custom_headers is not None:
+        m.custom_headers.SetInParent()
         to_pb_CustomHeaders(o.custom_headers, m.custom_headers)
     m.default_path = o.default_path
     m.egress_filter = o.egress_filter

@@ -80,6 +80,7 @@ def to_pb_GrantedAccountEntitlement(o: GrantedAccountEntitlement, m: typing.Any)
     if o.last_accessed is not None:
         ts_to_pb(o.last_accessed, m.last_accessed)
     if o.mapped_identities is not None:
+        m.mapped_identities.SetInParent()
         to_pb_MappedIdentities(o.mapped_identities, m.mapped_identities)
     m.origin_id = o.origin_id
     m.resource_id = o.resource_id
@@ -93,6 +94,7 @@ def from_pb_MappedIdentities(m: typing.Any) -> MappedIdentities:
 
 def to_pb_MappedIdentities(o: MappedIdentities, m: typing.Any) -> None:
     if o.kubernetes is not None:
+        m.kubernetes.SetInParent()
         to_pb_GrantedEntitlementKubernetesPrivileges(o.kubernetes, m.kubernetes)
 
 

@@ -54,5 +54,6 @@ def to_pb_GrantedResourceEntitlement(o: GrantedResourceEntitlement, m: typing.An
     if o.last_accessed is not None:
         ts_to_pb(o.last_accessed, m.last_accessed)
     if o.mapped_identities is not None:
+        m.mapped_identities.SetInParent()
         to_pb_MappedIdentities(o.mapped_identities, m.mapped_identities)
     m.origin_id = o.origin_id

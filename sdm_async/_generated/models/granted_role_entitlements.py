@@ -49,5 +49,6 @@ def to_pb_GrantedRoleEntitlement(o: GrantedRoleEntitlement, m: typing.Any) -> No
     if o.last_accessed is not None:
         ts_to_pb(o.last_accessed, m.last_accessed)
     if o.mapped_identities is not None:
+        m.mapped_identities.SetInParent()
         to_pb_MappedIdentities(o.mapped_identities, m.mapped_identities)
     m.resource_id = o.resource_id

@@ -264,6 +264,7 @@ def from_pb_GroupCreateRequest(m: typing.Any) -> GroupCreateRequest:
 
 def to_pb_GroupCreateRequest(o: GroupCreateRequest, m: typing.Any) -> None:
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
 
 
@@ -276,8 +277,10 @@ def from_pb_GroupCreateResponse(m: typing.Any) -> GroupCreateResponse:
 
 def to_pb_GroupCreateResponse(o: GroupCreateResponse, m: typing.Any) -> None:
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -304,6 +307,7 @@ def to_pb_GroupCreateFromRolesResponse(o: GroupCreateFromRolesResponse, m: typin
     for x in o.group_from_role:
         to_pb_GroupFromRole(x, m.group_from_role.add())
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -323,10 +327,13 @@ def to_pb_GroupFromRole(o: GroupFromRole, m: typing.Any) -> None:
     for x in o.approval_flows:
         to_pb_ApprovalWorkflow(x, m.approval_flows.add())
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role is not None:
+        m.role.SetInParent()
         to_pb_Role(o.role, m.role)
 
 
@@ -350,10 +357,13 @@ def from_pb_GroupGetResponse(m: typing.Any) -> GroupGetResponse:
 
 def to_pb_GroupGetResponse(o: GroupGetResponse, m: typing.Any) -> None:
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -365,6 +375,7 @@ def from_pb_GroupUpdateRequest(m: typing.Any) -> GroupUpdateRequest:
 
 def to_pb_GroupUpdateRequest(o: GroupUpdateRequest, m: typing.Any) -> None:
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
 
 
@@ -377,8 +388,10 @@ def from_pb_GroupUpdateResponse(m: typing.Any) -> GroupUpdateResponse:
 
 def to_pb_GroupUpdateResponse(o: GroupUpdateResponse, m: typing.Any) -> None:
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -401,8 +414,10 @@ def from_pb_GroupDeleteResponse(m: typing.Any) -> GroupDeleteResponse:
 
 def to_pb_GroupDeleteResponse(o: GroupDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -424,6 +439,7 @@ def from_pb_GroupListResponse(m: typing.Any) -> GroupListResponse:
 
 def to_pb_GroupListResponse(o: GroupListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

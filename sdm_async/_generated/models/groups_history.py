@@ -49,6 +49,7 @@ def to_pb_GroupHistory(o: GroupHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.group is not None:
+        m.group.SetInParent()
         to_pb_Group(o.group, m.group)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

@@ -167,6 +167,7 @@ def from_pb_GroupRoleCreateRequest(m: typing.Any) -> GroupRoleCreateRequest:
 
 def to_pb_GroupRoleCreateRequest(o: GroupRoleCreateRequest, m: typing.Any) -> None:
     if o.group_role is not None:
+        m.group_role.SetInParent()
         to_pb_GroupRole(o.group_role, m.group_role)
 
 
@@ -179,8 +180,10 @@ def from_pb_GroupRoleCreateResponse(m: typing.Any) -> GroupRoleCreateResponse:
 
 def to_pb_GroupRoleCreateResponse(o: GroupRoleCreateResponse, m: typing.Any) -> None:
     if o.group_role is not None:
+        m.group_role.SetInParent()
         to_pb_GroupRole(o.group_role, m.group_role)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -204,10 +207,13 @@ def from_pb_GroupRoleGetResponse(m: typing.Any) -> GroupRoleGetResponse:
 
 def to_pb_GroupRoleGetResponse(o: GroupRoleGetResponse, m: typing.Any) -> None:
     if o.group_role is not None:
+        m.group_role.SetInParent()
         to_pb_GroupRole(o.group_role, m.group_role)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -231,10 +237,13 @@ def from_pb_GroupRoleDeleteResponse(m: typing.Any) -> GroupRoleDeleteResponse:
 
 def to_pb_GroupRoleDeleteResponse(o: GroupRoleDeleteResponse, m: typing.Any) -> None:
     if o.group_role is not None:
+        m.group_role.SetInParent()
         to_pb_GroupRole(o.group_role, m.group_role)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -256,6 +265,7 @@ def from_pb_GroupRoleListResponse(m: typing.Any) -> GroupRoleListResponse:
 
 def to_pb_GroupRoleListResponse(o: GroupRoleListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -49,6 +49,7 @@ def to_pb_GroupRoleHistory(o: GroupRoleHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.group_role is not None:
+        m.group_role.SetInParent()
         to_pb_GroupRole(o.group_role, m.group_role)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

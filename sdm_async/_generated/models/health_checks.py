@@ -69,6 +69,7 @@ def from_pb_HealthcheckListResponse(m: typing.Any) -> HealthcheckListResponse:
 
 def to_pb_HealthcheckListResponse(o: HealthcheckListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -122,10 +122,13 @@ def from_pb_IdentityAliasCreateResponse(m: typing.Any) -> IdentityAliasCreateRes
 
 def to_pb_IdentityAliasCreateResponse(o: IdentityAliasCreateResponse, m: typing.Any) -> None:
     if o.identity_alias is not None:
+        m.identity_alias.SetInParent()
         to_pb_IdentityAlias(o.identity_alias, m.identity_alias)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -139,10 +142,13 @@ def from_pb_IdentityAliasGetResponse(m: typing.Any) -> IdentityAliasGetResponse:
 
 def to_pb_IdentityAliasGetResponse(o: IdentityAliasGetResponse, m: typing.Any) -> None:
     if o.identity_alias is not None:
+        m.identity_alias.SetInParent()
         to_pb_IdentityAlias(o.identity_alias, m.identity_alias)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -156,10 +162,13 @@ def from_pb_IdentityAliasUpdateResponse(m: typing.Any) -> IdentityAliasUpdateRes
 
 def to_pb_IdentityAliasUpdateResponse(o: IdentityAliasUpdateResponse, m: typing.Any) -> None:
     if o.identity_alias is not None:
+        m.identity_alias.SetInParent()
         to_pb_IdentityAlias(o.identity_alias, m.identity_alias)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -172,8 +181,10 @@ def from_pb_IdentityAliasDeleteResponse(m: typing.Any) -> IdentityAliasDeleteRes
 
 def to_pb_IdentityAliasDeleteResponse(o: IdentityAliasDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -49,6 +49,7 @@ def to_pb_IdentityAliasHistory(o: IdentityAliasHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.identity_alias is not None:
+        m.identity_alias.SetInParent()
         to_pb_IdentityAlias(o.identity_alias, m.identity_alias)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

@@ -116,10 +116,13 @@ def from_pb_IdentitySetCreateResponse(m: typing.Any) -> IdentitySetCreateRespons
 
 def to_pb_IdentitySetCreateResponse(o: IdentitySetCreateResponse, m: typing.Any) -> None:
     if o.identity_set is not None:
+        m.identity_set.SetInParent()
         to_pb_IdentitySet(o.identity_set, m.identity_set)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -133,10 +136,13 @@ def from_pb_IdentitySetGetResponse(m: typing.Any) -> IdentitySetGetResponse:
 
 def to_pb_IdentitySetGetResponse(o: IdentitySetGetResponse, m: typing.Any) -> None:
     if o.identity_set is not None:
+        m.identity_set.SetInParent()
         to_pb_IdentitySet(o.identity_set, m.identity_set)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -150,10 +156,13 @@ def from_pb_IdentitySetUpdateResponse(m: typing.Any) -> IdentitySetUpdateRespons
 
 def to_pb_IdentitySetUpdateResponse(o: IdentitySetUpdateResponse, m: typing.Any) -> None:
     if o.identity_set is not None:
+        m.identity_set.SetInParent()
         to_pb_IdentitySet(o.identity_set, m.identity_set)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -166,8 +175,10 @@ def from_pb_IdentitySetDeleteResponse(m: typing.Any) -> IdentitySetDeleteRespons
 
 def to_pb_IdentitySetDeleteResponse(o: IdentitySetDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

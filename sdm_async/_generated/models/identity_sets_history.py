@@ -49,6 +49,7 @@ def to_pb_IdentitySetHistory(o: IdentitySetHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.identity_set is not None:
+        m.identity_set.SetInParent()
         to_pb_IdentitySet(o.identity_set, m.identity_set)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

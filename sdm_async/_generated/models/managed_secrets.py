@@ -450,6 +450,7 @@ def from_pb_ManagedSecretLogsResponse(m: typing.Any) -> ManagedSecretLogsRespons
 
 def to_pb_ManagedSecretLogsResponse(o: ManagedSecretLogsResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -471,6 +472,7 @@ def from_pb_ManagedSecretListResponse(m: typing.Any) -> ManagedSecretListRespons
 
 def to_pb_ManagedSecretListResponse(o: ManagedSecretListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -494,10 +496,13 @@ def from_pb_ManagedSecretRetrieveResponse(m: typing.Any) -> ManagedSecretRetriev
 
 def to_pb_ManagedSecretRetrieveResponse(o: ManagedSecretRetrieveResponse, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -523,8 +528,10 @@ def from_pb_ManagedSecretValidateResponse(m: typing.Any) -> ManagedSecretValidat
 def to_pb_ManagedSecretValidateResponse(o: ManagedSecretValidateResponse, m: typing.Any) -> None:
     m.invalid_info = o.invalid_info
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.valid = o.valid
 
@@ -549,10 +556,13 @@ def from_pb_ManagedSecretGetResponse(m: typing.Any) -> ManagedSecretGetResponse:
 
 def to_pb_ManagedSecretGetResponse(o: ManagedSecretGetResponse, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -564,6 +574,7 @@ def from_pb_ManagedSecretCreateRequest(m: typing.Any) -> ManagedSecretCreateRequ
 
 def to_pb_ManagedSecretCreateRequest(o: ManagedSecretCreateRequest, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
 
 
@@ -577,10 +588,13 @@ def from_pb_ManagedSecretCreateResponse(m: typing.Any) -> ManagedSecretCreateRes
 
 def to_pb_ManagedSecretCreateResponse(o: ManagedSecretCreateResponse, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -592,6 +606,7 @@ def from_pb_ManagedSecretUpdateRequest(m: typing.Any) -> ManagedSecretUpdateRequ
 
 def to_pb_ManagedSecretUpdateRequest(o: ManagedSecretUpdateRequest, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
 
 
@@ -605,10 +620,13 @@ def from_pb_ManagedSecretUpdateResponse(m: typing.Any) -> ManagedSecretUpdateRes
 
 def to_pb_ManagedSecretUpdateResponse(o: ManagedSecretUpdateResponse, m: typing.Any) -> None:
     if o.managed_secret is not None:
+        m.managed_secret.SetInParent()
         to_pb_ManagedSecret(o.managed_secret, m.managed_secret)
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -631,8 +649,10 @@ def from_pb_ManagedSecretRotateResponse(m: typing.Any) -> ManagedSecretRotateRes
 
 def to_pb_ManagedSecretRotateResponse(o: ManagedSecretRotateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GenericResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -654,6 +674,7 @@ def from_pb_ManagedSecretDeleteResponse(m: typing.Any) -> ManagedSecretDeleteRes
 
 def to_pb_ManagedSecretDeleteResponse(o: ManagedSecretDeleteResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -706,6 +727,7 @@ def to_pb_ManagedSecret(o: ManagedSecret, m: typing.Any) -> None:
     m.lock_required = o.lock_required
     m.name = o.name
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_ManagedSecretPolicy(o.policy, m.policy)
     m.secret_engine_id = o.secret_engine_id
     m.secret_store_path = o.secret_store_path
@@ -723,8 +745,10 @@ def from_pb_ManagedSecretPolicy(m: typing.Any) -> ManagedSecretPolicy:
 
 def to_pb_ManagedSecretPolicy(o: ManagedSecretPolicy, m: typing.Any) -> None:
     if o.password_policy is not None:
+        m.password_policy.SetInParent()
         to_pb_ManagedSecretPasswordPolicy(o.password_policy, m.password_policy)
     if o.rotation_policy is not None:
+        m.rotation_policy.SetInParent()
         to_pb_ManagedSecretRotationPolicy(o.rotation_policy, m.rotation_policy)
 
 

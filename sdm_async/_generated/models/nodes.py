@@ -252,10 +252,12 @@ def from_pb_NodeCreateResponse(m: typing.Any) -> NodeCreateResponse:
 
 def to_pb_NodeCreateResponse(o: NodeCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.node is not None:
         to_pb_Node(o.node, m.node)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.token = o.token
 
@@ -270,10 +272,12 @@ def from_pb_NodeGetResponse(m: typing.Any) -> NodeGetResponse:
 
 def to_pb_NodeGetResponse(o: NodeGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.node is not None:
         to_pb_Node(o.node, m.node)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -287,10 +291,12 @@ def from_pb_NodeUpdateResponse(m: typing.Any) -> NodeUpdateResponse:
 
 def to_pb_NodeUpdateResponse(o: NodeUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.node is not None:
         to_pb_Node(o.node, m.node)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -303,8 +309,10 @@ def from_pb_NodeDeleteResponse(m: typing.Any) -> NodeDeleteResponse:
 
 def to_pb_NodeDeleteResponse(o: NodeDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -320,8 +328,10 @@ def from_pb_NodeTCPProbeResponse(m: typing.Any) -> NodeTCPProbeResponse:
 def to_pb_NodeTCPProbeResponse(o: NodeTCPProbeResponse, m: typing.Any) -> None:
     m.error = o.error
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.succeeded = o.succeeded
 

@@ -195,6 +195,7 @@ def from_pb_OrganizationHistoryRecord(m: typing.Any) -> OrganizationHistoryRecor
 def to_pb_OrganizationHistoryRecord(o: OrganizationHistoryRecord, m: typing.Any) -> None:
     m.activity_id = o.activity_id
     if o.organization is not None:
+        m.organization.SetInParent()
         to_pb_Organization(o.organization, m.organization)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)
@@ -249,6 +250,7 @@ def to_pb_Organization(o: Organization, m: typing.Any) -> None:
     m.idle_timeout_enabled = o.idle_timeout_enabled
     m.kind = o.kind
     if o.log_config is not None:
+        m.log_config.SetInParent()
         to_pb_LogConfig(o.log_config, m.log_config)
     m.log_local_encoder = o.log_local_encoder
     m.log_local_format = o.log_local_format

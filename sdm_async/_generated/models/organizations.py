@@ -139,6 +139,7 @@ def from_pb_MFAConfig(m: typing.Any) -> MFAConfig:
 def to_pb_MFAConfig(o: MFAConfig, m: typing.Any) -> None:
     m.enabled = o.enabled
     if o.okta is not None:
+        m.okta.SetInParent()
         to_pb_OktaMFAConfig(o.okta, m.okta)
     m.provider = o.provider
 
@@ -183,10 +184,13 @@ def from_pb_OrganizationGetMFAResponse(m: typing.Any) -> OrganizationGetMFARespo
 
 def to_pb_OrganizationGetMFAResponse(o: OrganizationGetMFAResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.mfa is not None:
+        m.mfa.SetInParent()
         to_pb_MFAConfig(o.mfa, m.mfa)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -199,8 +203,10 @@ def from_pb_OrganizationUpdateMFAResponse(m: typing.Any) -> OrganizationUpdateMF
 
 def to_pb_OrganizationUpdateMFAResponse(o: OrganizationUpdateMFAResponse, m: typing.Any) -> None:
     if o.mfa is not None:
+        m.mfa.SetInParent()
         to_pb_MFAConfig(o.mfa, m.mfa)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -212,4 +218,5 @@ def from_pb_OrganizationTestMFAResponse(m: typing.Any) -> OrganizationTestMFARes
 
 def to_pb_OrganizationTestMFAResponse(o: OrganizationTestMFAResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)

@@ -99,10 +99,13 @@ def from_pb_PeeringGroupNodeCreateResponse(m: typing.Any) -> PeeringGroupNodeCre
 
 def to_pb_PeeringGroupNodeCreateResponse(o: PeeringGroupNodeCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.peering_group_node is not None:
+        m.peering_group_node.SetInParent()
         to_pb_PeeringGroupNode(o.peering_group_node, m.peering_group_node)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -116,10 +119,13 @@ def from_pb_PeeringGroupNodeGetResponse(m: typing.Any) -> PeeringGroupNodeGetRes
 
 def to_pb_PeeringGroupNodeGetResponse(o: PeeringGroupNodeGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.peering_group_node is not None:
+        m.peering_group_node.SetInParent()
         to_pb_PeeringGroupNode(o.peering_group_node, m.peering_group_node)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -132,8 +138,10 @@ def from_pb_PeeringGroupNodeDeleteResponse(m: typing.Any) -> PeeringGroupNodeDel
 
 def to_pb_PeeringGroupNodeDeleteResponse(o: PeeringGroupNodeDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

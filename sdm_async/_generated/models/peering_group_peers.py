@@ -99,10 +99,13 @@ def from_pb_PeeringGroupPeerCreateResponse(m: typing.Any) -> PeeringGroupPeerCre
 
 def to_pb_PeeringGroupPeerCreateResponse(o: PeeringGroupPeerCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.peering_group_peer is not None:
+        m.peering_group_peer.SetInParent()
         to_pb_PeeringGroupPeer(o.peering_group_peer, m.peering_group_peer)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -116,10 +119,13 @@ def from_pb_PeeringGroupPeerGetResponse(m: typing.Any) -> PeeringGroupPeerGetRes
 
 def to_pb_PeeringGroupPeerGetResponse(o: PeeringGroupPeerGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.peering_group_peer is not None:
+        m.peering_group_peer.SetInParent()
         to_pb_PeeringGroupPeer(o.peering_group_peer, m.peering_group_peer)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -132,8 +138,10 @@ def from_pb_PeeringGroupPeerDeleteResponse(m: typing.Any) -> PeeringGroupPeerDel
 
 def to_pb_PeeringGroupPeerDeleteResponse(o: PeeringGroupPeerDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -99,10 +99,13 @@ def from_pb_PeeringGroupResourceCreateResponse(m: typing.Any) -> PeeringGroupRes
 
 def to_pb_PeeringGroupResourceCreateResponse(o: PeeringGroupResourceCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.peering_group_resource is not None:
+        m.peering_group_resource.SetInParent()
         to_pb_PeeringGroupResource(o.peering_group_resource, m.peering_group_resource)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -116,10 +119,13 @@ def from_pb_PeeringGroupResourceGetResponse(m: typing.Any) -> PeeringGroupResour
 
 def to_pb_PeeringGroupResourceGetResponse(o: PeeringGroupResourceGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.peering_group_resource is not None:
+        m.peering_group_resource.SetInParent()
         to_pb_PeeringGroupResource(o.peering_group_resource, m.peering_group_resource)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -132,8 +138,10 @@ def from_pb_PeeringGroupResourceDeleteResponse(m: typing.Any) -> PeeringGroupRes
 
 def to_pb_PeeringGroupResourceDeleteResponse(o: PeeringGroupResourceDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

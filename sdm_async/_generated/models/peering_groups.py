@@ -96,10 +96,13 @@ def from_pb_PeeringGroupCreateResponse(m: typing.Any) -> PeeringGroupCreateRespo
 
 def to_pb_PeeringGroupCreateResponse(o: PeeringGroupCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.peering_group is not None:
+        m.peering_group.SetInParent()
         to_pb_PeeringGroup(o.peering_group, m.peering_group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -113,10 +116,13 @@ def from_pb_PeeringGroupGetResponse(m: typing.Any) -> PeeringGroupGetResponse:
 
 def to_pb_PeeringGroupGetResponse(o: PeeringGroupGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.peering_group is not None:
+        m.peering_group.SetInParent()
         to_pb_PeeringGroup(o.peering_group, m.peering_group)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -129,8 +135,10 @@ def from_pb_PeeringGroupDeleteResponse(m: typing.Any) -> PeeringGroupDeleteRespo
 
 def to_pb_PeeringGroupDeleteResponse(o: PeeringGroupDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

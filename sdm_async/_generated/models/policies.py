@@ -126,8 +126,10 @@ def from_pb_PolicyCreateResponse(m: typing.Any) -> PolicyCreateResponse:
 
 def to_pb_PolicyCreateResponse(o: PolicyCreateResponse, m: typing.Any) -> None:
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_Policy(o.policy, m.policy)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -140,8 +142,10 @@ def from_pb_PolicyUpdateResponse(m: typing.Any) -> PolicyUpdateResponse:
 
 def to_pb_PolicyUpdateResponse(o: PolicyUpdateResponse, m: typing.Any) -> None:
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_Policy(o.policy, m.policy)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -153,6 +157,7 @@ def from_pb_PolicyDeleteResponse(m: typing.Any) -> PolicyDeleteResponse:
 
 def to_pb_PolicyDeleteResponse(o: PolicyDeleteResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -166,10 +171,13 @@ def from_pb_PolicyGetResponse(m: typing.Any) -> PolicyGetResponse:
 
 def to_pb_PolicyGetResponse(o: PolicyGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_Policy(o.policy, m.policy)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -181,6 +189,7 @@ def from_pb_PolicyListResponse(m: typing.Any) -> PolicyListResponse:
 
 def to_pb_PolicyListResponse(o: PolicyListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -49,6 +49,7 @@ def to_pb_PolicyHistory(o: PolicyHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_Policy(o.policy, m.policy)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

@@ -107,10 +107,13 @@ def from_pb_ProxyClusterKeyCreateResponse(m: typing.Any) -> ProxyClusterKeyCreat
 
 def to_pb_ProxyClusterKeyCreateResponse(o: ProxyClusterKeyCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.proxy_cluster_key is not None:
+        m.proxy_cluster_key.SetInParent()
         to_pb_ProxyClusterKey(o.proxy_cluster_key, m.proxy_cluster_key)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     m.secret_key = o.secret_key
 
@@ -125,10 +128,13 @@ def from_pb_ProxyClusterKeyGetResponse(m: typing.Any) -> ProxyClusterKeyGetRespo
 
 def to_pb_ProxyClusterKeyGetResponse(o: ProxyClusterKeyGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.proxy_cluster_key is not None:
+        m.proxy_cluster_key.SetInParent()
         to_pb_ProxyClusterKey(o.proxy_cluster_key, m.proxy_cluster_key)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -141,8 +147,10 @@ def from_pb_ProxyClusterKeyDeleteResponse(m: typing.Any) -> ProxyClusterKeyDelet
 
 def to_pb_ProxyClusterKeyDeleteResponse(o: ProxyClusterKeyDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -238,6 +238,7 @@ def to_pb_Query(o: Query, m: typing.Any) -> None:
         tags_to_pb(o.account_tags, m.account_tags)
     m.authzJson = o.authzjson
     if o.capture is not None:
+        m.capture.SetInParent()
         to_pb_QueryCapture(o.capture, m.capture)
     m.client_ip = o.client_ip
     if o.completed_at is not None:
@@ -249,6 +250,7 @@ def to_pb_Query(o: Query, m: typing.Any) -> None:
     m.id = o.id
     m.identity_alias_username = o.identity_alias_username
     if o.initiator is not None:
+        m.initiator.SetInParent()
         to_pb_Initiator(o.initiator, m.initiator)
     m.metadata_json = o.metadata_json
     m.query_body = o.query_body

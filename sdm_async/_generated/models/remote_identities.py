@@ -122,10 +122,13 @@ def from_pb_RemoteIdentityCreateResponse(m: typing.Any) -> RemoteIdentityCreateR
 
 def to_pb_RemoteIdentityCreateResponse(o: RemoteIdentityCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.remote_identity is not None:
+        m.remote_identity.SetInParent()
         to_pb_RemoteIdentity(o.remote_identity, m.remote_identity)
 
 
@@ -139,10 +142,13 @@ def from_pb_RemoteIdentityGetResponse(m: typing.Any) -> RemoteIdentityGetRespons
 
 def to_pb_RemoteIdentityGetResponse(o: RemoteIdentityGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.remote_identity is not None:
+        m.remote_identity.SetInParent()
         to_pb_RemoteIdentity(o.remote_identity, m.remote_identity)
 
 
@@ -156,10 +162,13 @@ def from_pb_RemoteIdentityUpdateResponse(m: typing.Any) -> RemoteIdentityUpdateR
 
 def to_pb_RemoteIdentityUpdateResponse(o: RemoteIdentityUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.remote_identity is not None:
+        m.remote_identity.SetInParent()
         to_pb_RemoteIdentity(o.remote_identity, m.remote_identity)
 
 
@@ -172,8 +181,10 @@ def from_pb_RemoteIdentityDeleteResponse(m: typing.Any) -> RemoteIdentityDeleteR
 
 def to_pb_RemoteIdentityDeleteResponse(o: RemoteIdentityDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

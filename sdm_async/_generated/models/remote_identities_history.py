@@ -49,6 +49,7 @@ def to_pb_RemoteIdentityHistory(o: RemoteIdentityHistory, m: typing.Any) -> None
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.remote_identity is not None:
+        m.remote_identity.SetInParent()
         to_pb_RemoteIdentity(o.remote_identity, m.remote_identity)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

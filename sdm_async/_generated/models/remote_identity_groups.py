@@ -59,10 +59,13 @@ def from_pb_RemoteIdentityGroupGetResponse(m: typing.Any) -> RemoteIdentityGroup
 
 def to_pb_RemoteIdentityGroupGetResponse(o: RemoteIdentityGroupGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.remote_identity_group is not None:
+        m.remote_identity_group.SetInParent()
         to_pb_RemoteIdentityGroup(o.remote_identity_group, m.remote_identity_group)
 
 

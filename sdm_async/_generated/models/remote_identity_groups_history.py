@@ -49,6 +49,7 @@ def to_pb_RemoteIdentityGroupHistory(o: RemoteIdentityGroupHistory, m: typing.An
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.remote_identity_group is not None:
+        m.remote_identity_group.SetInParent()
         to_pb_RemoteIdentityGroup(o.remote_identity_group, m.remote_identity_group)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

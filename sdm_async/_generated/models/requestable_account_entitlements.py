@@ -47,6 +47,7 @@ def from_pb_RequestableAccountEntitlement(m: typing.Any) -> RequestableAccountEn
 def to_pb_RequestableAccountEntitlement(o: RequestableAccountEntitlement, m: typing.Any) -> None:
     m.group_id = o.group_id
     if o.mapped_identities is not None:
+        m.mapped_identities.SetInParent()
         to_pb_MappedIdentities(o.mapped_identities, m.mapped_identities)
     m.origin_id = o.origin_id
     m.resource_id = o.resource_id

@@ -48,5 +48,6 @@ def to_pb_RequestableResourceEntitlement(o: RequestableResourceEntitlement, m: t
     m.account_id = o.account_id
     m.group_id = o.group_id
     if o.mapped_identities is not None:
+        m.mapped_identities.SetInParent()
         to_pb_MappedIdentities(o.mapped_identities, m.mapped_identities)
     m.origin_id = o.origin_id

@@ -131,8 +131,10 @@ def from_pb_ResourceCreateResponse(m: typing.Any) -> ResourceCreateResponse:
 
 def to_pb_ResourceCreateResponse(o: ResourceCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.resource is not None:
         to_pb_Resource(o.resource, m.resource)
@@ -148,8 +150,10 @@ def from_pb_ResourceGetResponse(m: typing.Any) -> ResourceGetResponse:
 
 def to_pb_ResourceGetResponse(o: ResourceGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.resource is not None:
         to_pb_Resource(o.resource, m.resource)
@@ -165,8 +169,10 @@ def from_pb_ResourceUpdateResponse(m: typing.Any) -> ResourceUpdateResponse:
 
 def to_pb_ResourceUpdateResponse(o: ResourceUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.resource is not None:
         to_pb_Resource(o.resource, m.resource)
@@ -181,8 +187,10 @@ def from_pb_ResourceDeleteResponse(m: typing.Any) -> ResourceDeleteResponse:
 
 def to_pb_ResourceDeleteResponse(o: ResourceDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -205,6 +213,8 @@ def from_pb_ResourceHealthcheckResponse(m: typing.Any) -> ResourceHealthcheckRes
 
 def to_pb_ResourceHealthcheckResponse(o: ResourceHealthcheckResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)

@@ -49,6 +49,7 @@ def to_pb_RoleResourceHistory(o: RoleResourceHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.role_resource is not None:
+        m.role_resource.SetInParent()
         to_pb_RoleResource(o.role_resource, m.role_resource)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

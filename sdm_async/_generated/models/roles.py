@@ -125,10 +125,13 @@ def from_pb_RoleCreateResponse(m: typing.Any) -> RoleCreateResponse:
 
 def to_pb_RoleCreateResponse(o: RoleCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role is not None:
+        m.role.SetInParent()
         to_pb_Role(o.role, m.role)
 
 
@@ -142,10 +145,13 @@ def from_pb_RoleGetResponse(m: typing.Any) -> RoleGetResponse:
 
 def to_pb_RoleGetResponse(o: RoleGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role is not None:
+        m.role.SetInParent()
         to_pb_Role(o.role, m.role)
 
 
@@ -159,10 +165,13 @@ def from_pb_RoleUpdateResponse(m: typing.Any) -> RoleUpdateResponse:
 
 def to_pb_RoleUpdateResponse(o: RoleUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role is not None:
+        m.role.SetInParent()
         to_pb_Role(o.role, m.role)
 
 
@@ -175,8 +184,10 @@ def from_pb_RoleDeleteResponse(m: typing.Any) -> RoleDeleteResponse:
 
 def to_pb_RoleDeleteResponse(o: RoleDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -49,6 +49,7 @@ def to_pb_RoleHistory(o: RoleHistory, m: typing.Any) -> None:
     if o.deleted_at is not None:
         ts_to_pb(o.deleted_at, m.deleted_at)
     if o.role is not None:
+        m.role.SetInParent()
         to_pb_Role(o.role, m.role)
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)

@@ -82,4 +82,5 @@ def from_pb_SecretEnginePolicy(m: typing.Any) -> SecretEnginePolicy:
 
 def to_pb_SecretEnginePolicy(o: SecretEnginePolicy, m: typing.Any) -> None:
     if o.password_policy is not None:
+        m.password_policy.SetInParent()
         to_pb_SecretEnginePasswordPolicy(o.password_policy, m.password_policy)

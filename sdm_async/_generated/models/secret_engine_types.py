@@ -368,6 +368,7 @@ def to_pb_ActiveDirectoryEngine(o: ActiveDirectoryEngine, m: typing.Any) -> None
     m.name = o.name
     m.node_selector = o.node_selector
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_SecretEnginePolicy(o.policy, m.policy)
     m.public_key = o.public_key
     m.request_timeout = o.request_timeout
@@ -442,6 +443,7 @@ def to_pb_MysqlEngine(o: MysqlEngine, m: typing.Any) -> None:
     m.node_selector = o.node_selector
     m.password = o.password
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_SecretEnginePolicy(o.policy, m.policy)
     m.port = o.port
     m.public_key = o.public_key
@@ -489,6 +491,7 @@ def to_pb_PostgresEngine(o: PostgresEngine, m: typing.Any) -> None:
     m.node_selector = o.node_selector
     m.password = o.password
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_SecretEnginePolicy(o.policy, m.policy)
     m.port = o.port
     m.public_key = o.public_key
@@ -536,6 +539,7 @@ def to_pb_SqlserverEngine(o: SqlserverEngine, m: typing.Any) -> None:
     m.node_selector = o.node_selector
     m.password = o.password
     if o.policy is not None:
+        m.policy.SetInParent()
         to_pb_SecretEnginePolicy(o.policy, m.policy)
     m.port = o.port
     m.public_key = o.public_key

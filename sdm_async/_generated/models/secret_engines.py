@@ -299,6 +299,7 @@ def from_pb_SecretEngineListResponse(m: typing.Any) -> SecretEngineListResponse:
 
 def to_pb_SecretEngineListResponse(o: SecretEngineListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -322,8 +323,10 @@ def from_pb_SecretEngineGetResponse(m: typing.Any) -> SecretEngineGetResponse:
 
 def to_pb_SecretEngineGetResponse(o: SecretEngineGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_engine is not None:
         to_pb_SecretEngine(o.secret_engine, m.secret_engine)
@@ -350,8 +353,10 @@ def from_pb_SecretEngineCreateResponse(m: typing.Any) -> SecretEngineCreateRespo
 
 def to_pb_SecretEngineCreateResponse(o: SecretEngineCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_engine is not None:
         to_pb_SecretEngine(o.secret_engine, m.secret_engine)
@@ -378,8 +383,10 @@ def from_pb_SecretEngineUpdateResponse(m: typing.Any) -> SecretEngineUpdateRespo
 
 def to_pb_SecretEngineUpdateResponse(o: SecretEngineUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_engine is not None:
         to_pb_SecretEngine(o.secret_engine, m.secret_engine)
@@ -403,6 +410,7 @@ def from_pb_SecretEngineDeleteResponse(m: typing.Any) -> SecretEngineDeleteRespo
 
 def to_pb_SecretEngineDeleteResponse(o: SecretEngineDeleteResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -424,6 +432,7 @@ def from_pb_GenerateKeysResponse(m: typing.Any) -> GenerateKeysResponse:
 
 def to_pb_GenerateKeysResponse(o: GenerateKeysResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -458,6 +467,7 @@ def from_pb_HealthcheckResponse(m: typing.Any) -> HealthcheckResponse:
 
 def to_pb_HealthcheckResponse(o: HealthcheckResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     for x in o.status:
         to_pb_HealthcheckStatus(x, m.status.add())
@@ -473,6 +483,7 @@ def from_pb_SecretEngineRotateRequest(m: typing.Any) -> SecretEngineRotateReques
 def to_pb_SecretEngineRotateRequest(o: SecretEngineRotateRequest, m: typing.Any) -> None:
     m.id = o.id
     if o.password_policy is not None:
+        m.password_policy.SetInParent()
         to_pb_SecretEnginePasswordPolicy(o.password_policy, m.password_policy)
 
 
@@ -484,4 +495,5 @@ def from_pb_SecretEngineRotateResponse(m: typing.Any) -> SecretEngineRotateRespo
 
 def to_pb_SecretEngineRotateResponse(o: SecretEngineRotateResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)

@@ -84,6 +84,7 @@ def from_pb_SecretStoreHealthListResponse(m: typing.Any) -> SecretStoreHealthLis
 
 def to_pb_SecretStoreHealthListResponse(o: SecretStoreHealthListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -95,6 +96,7 @@ def from_pb_SecretStoreHealthcheckResponse(m: typing.Any) -> SecretStoreHealthch
 
 def to_pb_SecretStoreHealthcheckResponse(o: SecretStoreHealthcheckResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

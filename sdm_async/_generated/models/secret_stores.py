@@ -100,8 +100,10 @@ def from_pb_SecretStoreCreateResponse(m: typing.Any) -> SecretStoreCreateRespons
 
 def to_pb_SecretStoreCreateResponse(o: SecretStoreCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_store is not None:
         to_pb_SecretStore(o.secret_store, m.secret_store)
@@ -117,8 +119,10 @@ def from_pb_SecretStoreGetResponse(m: typing.Any) -> SecretStoreGetResponse:
 
 def to_pb_SecretStoreGetResponse(o: SecretStoreGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_store is not None:
         to_pb_SecretStore(o.secret_store, m.secret_store)
@@ -134,8 +138,10 @@ def from_pb_SecretStoreUpdateResponse(m: typing.Any) -> SecretStoreUpdateRespons
 
 def to_pb_SecretStoreUpdateResponse(o: SecretStoreUpdateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_UpdateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.secret_store is not None:
         to_pb_SecretStore(o.secret_store, m.secret_store)
@@ -150,6 +156,8 @@ def from_pb_SecretStoreDeleteResponse(m: typing.Any) -> SecretStoreDeleteRespons
 
 def to_pb_SecretStoreDeleteResponse(o: SecretStoreDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)

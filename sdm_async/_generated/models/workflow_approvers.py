@@ -150,6 +150,7 @@ def from_pb_WorkflowApproversCreateRequest(m: typing.Any) -> WorkflowApproversCr
 
 def to_pb_WorkflowApproversCreateRequest(o: WorkflowApproversCreateRequest, m: typing.Any) -> None:
     if o.workflow_approver is not None:
+        m.workflow_approver.SetInParent()
         to_pb_WorkflowApprover(o.workflow_approver, m.workflow_approver)
 
 
@@ -162,8 +163,10 @@ def from_pb_WorkflowApproversCreateResponse(m: typing.Any) -> WorkflowApproversC
 
 def to_pb_WorkflowApproversCreateResponse(o: WorkflowApproversCreateResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow_approver is not None:
+        m.workflow_approver.SetInParent()
         to_pb_WorkflowApprover(o.workflow_approver, m.workflow_approver)
 
 
@@ -177,10 +180,13 @@ def from_pb_WorkflowApproverGetResponse(m: typing.Any) -> WorkflowApproverGetRes
 
 def to_pb_WorkflowApproverGetResponse(o: WorkflowApproverGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow_approver is not None:
+        m.workflow_approver.SetInParent()
         to_pb_WorkflowApprover(o.workflow_approver, m.workflow_approver)
 
 
@@ -202,6 +208,7 @@ def from_pb_WorkflowApproversDeleteResponse(m: typing.Any) -> WorkflowApproversD
 
 def to_pb_WorkflowApproversDeleteResponse(o: WorkflowApproversDeleteResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -223,6 +230,7 @@ def from_pb_WorkflowApproversListResponse(m: typing.Any) -> WorkflowApproversLis
 
 def to_pb_WorkflowApproversListResponse(o: WorkflowApproversListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -51,4 +51,5 @@ def to_pb_WorkflowApproverHistory(o: WorkflowApproverHistory, m: typing.Any) -> 
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)
     if o.workflow_approver is not None:
+        m.workflow_approver.SetInParent()
         to_pb_WorkflowApprover(o.workflow_approver, m.workflow_approver)

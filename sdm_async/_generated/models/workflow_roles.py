@@ -147,6 +147,7 @@ def from_pb_WorkflowRolesCreateRequest(m: typing.Any) -> WorkflowRolesCreateRequ
 
 def to_pb_WorkflowRolesCreateRequest(o: WorkflowRolesCreateRequest, m: typing.Any) -> None:
     if o.workflow_role is not None:
+        m.workflow_role.SetInParent()
         to_pb_WorkflowRole(o.workflow_role, m.workflow_role)
 
 
@@ -159,8 +160,10 @@ def from_pb_WorkflowRolesCreateResponse(m: typing.Any) -> WorkflowRolesCreateRes
 
 def to_pb_WorkflowRolesCreateResponse(o: WorkflowRolesCreateResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow_role is not None:
+        m.workflow_role.SetInParent()
         to_pb_WorkflowRole(o.workflow_role, m.workflow_role)
 
 
@@ -174,10 +177,13 @@ def from_pb_WorkflowRoleGetResponse(m: typing.Any) -> WorkflowRoleGetResponse:
 
 def to_pb_WorkflowRoleGetResponse(o: WorkflowRoleGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow_role is not None:
+        m.workflow_role.SetInParent()
         to_pb_WorkflowRole(o.workflow_role, m.workflow_role)
 
 
@@ -199,6 +205,7 @@ def from_pb_WorkflowRolesDeleteResponse(m: typing.Any) -> WorkflowRolesDeleteRes
 
 def to_pb_WorkflowRolesDeleteResponse(o: WorkflowRolesDeleteResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -220,6 +227,7 @@ def from_pb_WorkflowRolesListResponse(m: typing.Any) -> WorkflowRolesListRespons
 
 def to_pb_WorkflowRolesListResponse(o: WorkflowRolesListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -51,4 +51,5 @@ def to_pb_WorkflowRoleHistory(o: WorkflowRoleHistory, m: typing.Any) -> None:
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)
     if o.workflow_role is not None:
+        m.workflow_role.SetInParent()
         to_pb_WorkflowRole(o.workflow_role, m.workflow_role)

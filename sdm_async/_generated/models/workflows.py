@@ -147,8 +147,10 @@ def from_pb_WorkflowCreateResponse(m: typing.Any) -> WorkflowCreateResponse:
 
 def to_pb_WorkflowCreateResponse(o: WorkflowCreateResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow is not None:
+        m.workflow.SetInParent()
         to_pb_Workflow(o.workflow, m.workflow)
 
 
@@ -162,10 +164,13 @@ def from_pb_WorkflowGetResponse(m: typing.Any) -> WorkflowGetResponse:
 
 def to_pb_WorkflowGetResponse(o: WorkflowGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow is not None:
+        m.workflow.SetInParent()
         to_pb_Workflow(o.workflow, m.workflow)
 
 
@@ -178,8 +183,10 @@ def from_pb_WorkflowUpdateResponse(m: typing.Any) -> WorkflowUpdateResponse:
 
 def to_pb_WorkflowUpdateResponse(o: WorkflowUpdateResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.workflow is not None:
+        m.workflow.SetInParent()
         to_pb_Workflow(o.workflow, m.workflow)
 
 
@@ -193,6 +200,7 @@ def from_pb_WorkflowDeleteResponse(m: typing.Any) -> WorkflowDeleteResponse:
 def to_pb_WorkflowDeleteResponse(o: WorkflowDeleteResponse, m: typing.Any) -> None:
     m.id = o.id
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
@@ -204,6 +212,7 @@ def from_pb_WorkflowListResponse(m: typing.Any) -> WorkflowListResponse:
 
 def to_pb_WorkflowListResponse(o: WorkflowListResponse, m: typing.Any) -> None:
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -51,4 +51,5 @@ def to_pb_WorkflowHistory(o: WorkflowHistory, m: typing.Any) -> None:
     if o.timestamp is not None:
         ts_to_pb(o.timestamp, m.timestamp)
     if o.workflow is not None:
+        m.workflow.SetInParent()
         to_pb_Workflow(o.workflow, m.workflow)

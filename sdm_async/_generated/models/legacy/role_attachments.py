@@ -99,10 +99,13 @@ def from_pb_RoleAttachmentCreateResponse(m: typing.Any) -> RoleAttachmentCreateR
 
 def to_pb_RoleAttachmentCreateResponse(o: RoleAttachmentCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role_attachment is not None:
+        m.role_attachment.SetInParent()
         to_pb_RoleAttachment(o.role_attachment, m.role_attachment)
 
 
@@ -116,10 +119,13 @@ def from_pb_RoleAttachmentGetResponse(m: typing.Any) -> RoleAttachmentGetRespons
 
 def to_pb_RoleAttachmentGetResponse(o: RoleAttachmentGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role_attachment is not None:
+        m.role_attachment.SetInParent()
         to_pb_RoleAttachment(o.role_attachment, m.role_attachment)
 
 
@@ -132,8 +138,10 @@ def from_pb_RoleAttachmentDeleteResponse(m: typing.Any) -> RoleAttachmentDeleteR
 
 def to_pb_RoleAttachmentDeleteResponse(o: RoleAttachmentDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 

@@ -99,10 +99,13 @@ def from_pb_RoleGrantCreateResponse(m: typing.Any) -> RoleGrantCreateResponse:
 
 def to_pb_RoleGrantCreateResponse(o: RoleGrantCreateResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_CreateResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role_grant is not None:
+        m.role_grant.SetInParent()
         to_pb_RoleGrant(o.role_grant, m.role_grant)
 
 
@@ -116,10 +119,13 @@ def from_pb_RoleGrantGetResponse(m: typing.Any) -> RoleGrantGetResponse:
 
 def to_pb_RoleGrantGetResponse(o: RoleGrantGetResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_GetResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
     if o.role_grant is not None:
+        m.role_grant.SetInParent()
         to_pb_RoleGrant(o.role_grant, m.role_grant)
 
 
@@ -132,8 +138,10 @@ def from_pb_RoleGrantDeleteResponse(m: typing.Any) -> RoleGrantDeleteResponse:
 
 def to_pb_RoleGrantDeleteResponse(o: RoleGrantDeleteResponse, m: typing.Any) -> None:
     if o.meta is not None:
+        m.meta.SetInParent()
         to_pb_DeleteResponseMetadata(o.meta, m.meta)
     if o.rate_limit is not None:
+        m.rate_limit.SetInParent()
         to_pb_RateLimitMetadata(o.rate_limit, m.rate_limit)
 
 
