@@ -507,3 +507,62 @@ def user_pb(i: int) -> Any:
         str(i),
     )
     return account
+
+
+async def test_who_can_reach_what_is_derived_from_rules_grants_and_attachments(
+    client: sdm_async.Client,
+) -> None:
+    def redis(name: str, **tags: str) -> sdm_async.Redis:
+        return sdm_async.Redis(name=name, hostname="h", tags=tags)
+
+    prod = (await client.resources.create(redis("prod-cache", env="prod"))).resource
+    dev = (await client.resources.create(redis("dev-cache", env="dev"))).resource
+    pg = (
+        await client.resources.create(
+            sdm_async.Postgres(name="pg", hostname="h", database="d", username="u", password="p")
+        )
+    ).resource
+    ops = (
+        await client.roles.create(
+            sdm_async.Role(
+                name="ops", access_rules=[{"tags": {"env": "prod"}}, {"type": "postgres"}]
+            )
+        )
+    ).role
+    devs = (
+        await client.roles.create(sdm_async.Role(name="devs", access_rules=[{"ids": [dev.id]}]))
+    ).role
+    alice = (await client.accounts.create(user("alice"))).account
+    bob = (await client.accounts.create(user("bob"))).account
+    await client.account_attachments.create(
+        sdm_async.AccountAttachment(account_id=alice.id, role_id=ops.id)
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    grant = (
+        await client.account_grants.create(
+            sdm_async.AccountGrant(
+                account_id=bob.id,
+                resource_id=prod.id,
+                valid_until=now + datetime.timedelta(hours=1),
+            )
+        )
+    ).account_grant
+    await client.account_grants.create(  # expired: no access any more
+        sdm_async.AccountGrant(
+            account_id=bob.id,
+            resource_id=dev.id,
+            start_from=now - datetime.timedelta(hours=2),
+            valid_until=now - datetime.timedelta(hours=1),
+        )
+    )
+    by_role = {(r.role_id, r.resource_id) async for r in client.role_resources.list("")}
+    assert by_role == {(ops.id, prod.id), (ops.id, pg.id), (devs.id, dev.id)}
+    reach = [r async for r in client.account_resources.list("")]
+    assert {(r.account_id, r.resource_id, r.role_id, r.account_grant_id) for r in reach} == {
+        (bob.id, prod.id, "", grant.id),
+        (alice.id, prod.id, ops.id, ""),
+        (alice.id, pg.id, ops.id, ""),
+    }
+    assert [r.resource_id async for r in client.account_resources.list("accountid:?", bob.id)] == [
+        prod.id
+    ]

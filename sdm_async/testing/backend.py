@@ -295,13 +295,76 @@ class Backend:
                 for p in schema.member(r.msg)[1].tags.pairs
             }
         )
+        tag_cls = schema.message_class("Tag")
+        return self._derived_page(m, req, [tag_cls(name=n, value=v) for n, v in pairs])
+
+    def _role_resources(self, m: Method, req: Message) -> Reply:
+        """`RoleResources.List`: what each role's access rules (and legacy grants) reach."""
+        item = schema.message_class("RoleResource")
+        found = [
+            item(role_id=role_id, resource_id=resource_id)
+            for role_id in self.tables["Roles"].records
+            for resource_id in self._reach(role_id)
+        ]
+        return self._derived_page(m, req, found)
+
+    def _account_resources(self, m: Method, req: Message) -> Reply:
+        """`AccountResources.List`: direct grants still in force, then what attached roles
+        reach."""
+        item = schema.message_class("AccountResource")
+        now = self.clock()
+        found = []
+        for grant in self.tables["AccountGrants"].records.values():
+            g = grant.msg
+            if g.HasField("valid_until") and _nanos(g.valid_until) <= now:
+                continue
+            found.append(
+                item(
+                    account_id=g.account_id,
+                    resource_id=g.resource_id,
+                    account_grant_id=g.id,
+                    granted_at=g.start_from,
+                    expires_at=g.valid_until,
+                )
+            )
+        for attachment in self.tables["AccountAttachments"].records.values():
+            a = attachment.msg
+            for resource_id in self._reach(a.role_id):
+                found.append(
+                    item(account_id=a.account_id, resource_id=resource_id, role_id=a.role_id)
+                )
+        return self._derived_page(m, req, found)
+
+    def _reach(self, role_id: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        """Resource ids a role reaches: its access rules, legacy role grants, and the roles
+        attached to it (legacy composite roles)."""
+        role = self.tables["Roles"].get(role_id)
+        if role is None or role_id in seen:
+            return []
+        rules = json.loads(role.msg.access_rules) if role.msg.access_rules else []
+        reached = [
+            resource_id
+            for resource_id, r in self.tables["Resources"].records.items()
+            if any(_rule_matches(rule, resource_id, *schema.member(r.msg)) for rule in rules)
+        ]
+        reached += [
+            g.msg.resource_id
+            for g in self.tables["RoleGrants"].records.values()
+            if g.msg.role_id == role_id
+        ]
+        for link in self.tables["RoleAttachments"].records.values():
+            if link.msg.composite_role_id == role_id:
+                reached += self._reach(link.msg.attached_role_id, seen | {role_id})
+        return list(dict.fromkeys(reached))  # once each, in order
+
+    def _derived_page(self, m: Method, req: Message, items: list[Message]) -> Reply:
+        """A page of a list computed on demand; the cursor is a position in it."""
         keep = self._filter(m, req.filter)
         after, limit = self._paging(req.meta)
-        tag_cls = schema.message_class("Tag")
-        found = [t for t in (tag_cls(name=n, value=v) for n, v in pairs) if keep is None or keep(t)]
+        found = [x for x in items if keep is None or keep(x)]
         page = found[after : after + limit]
         more = after + limit if after + limit < len(found) else None
-        return self._page_reply(m, [t.SerializeToString() for t in page], more)
+        return self._page_reply(m, [x.SerializeToString() for x in page], more)
 
     def _new_engine_key(self, engine_id: str) -> bytes:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -526,7 +589,23 @@ _SPECIAL = {
     "Resources.EnumerateTags": "_enumerate_tags",
     "Resources.Healthcheck": "_healthcheck",
     "ManagedSecrets.Retrieve": "_retrieve_secret",
+    "RoleResources.List": "_role_resources",
+    "AccountResources.List": "_account_resources",
 }
+
+
+def _rule_matches(rule: Any, resource_id: str, kind: str, driver: Message) -> bool:
+    """One access rule against one resource: `{"ids": [...]}`, or `type` and/or `tags`."""
+    if not isinstance(rule, dict):
+        return False
+    if "ids" in rule:
+        return resource_id in rule["ids"]
+    if "type" not in rule and "tags" not in rule:
+        return False
+    if "type" in rule and str(rule["type"]).replace("_", "").lower() != kind.replace("_", ""):
+        return False
+    tags = {p.name: p.value for p in driver.tags.pairs}
+    return all(tags.get(k) == v for k, v in (rule.get("tags") or {}).items())
 
 
 def _oaep() -> padding.OAEP:
