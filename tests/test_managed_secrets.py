@@ -105,3 +105,31 @@ async def test_the_official_sdk_and_ours_read_each_others_secrets() -> None:
         assert read_by_official == b"from sdm_async"
         got = await client.managed_secrets.retrieve(theirs_id)
         assert got.managed_secret.value == b"from strongdm"
+
+
+async def test_secrets_survive_a_restart_with_db(tmp_path: Any) -> None:
+    db = tmp_path / "state.db"
+    async with Emulator(db=db) as emu, emu.client() as client:
+        engine_id = await _engine(client)
+        made = await client.managed_secrets.create(
+            sdm_async.ManagedSecret(
+                name="kept",
+                secret_engine_id=engine_id,
+                value=PLAINTEXT,
+                policy=sdm_async.ManagedSecretPolicy(),
+            )
+        )
+        keys = emu.access_key, emu.secret_key
+    async with Emulator(db=db) as emu, emu.client() as client:
+        assert (emu.access_key, emu.secret_key) == keys  # the generated admin key is kept too
+        got = await client.managed_secrets.retrieve(made.managed_secret.id)
+        assert got.managed_secret.value == PLAINTEXT
+        again = sdm_async.ManagedSecret(
+            name="after",
+            secret_engine_id=engine_id,
+            value=b"new",
+            policy=sdm_async.ManagedSecretPolicy(),
+        )
+        second = (await client.managed_secrets.create(again)).managed_secret
+        assert (await client.managed_secrets.retrieve(second.id)).managed_secret.value == b"new"
+        await client.managed_secrets.delete(second.id)

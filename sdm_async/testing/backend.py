@@ -64,6 +64,8 @@ class Journal(Protocol):
         self, access_key: str, secret_key: str, account_id: str, permissions: frozenset[str] | None
     ) -> None: ...
 
+    def put_hidden(self, id: str, data: bytes | None) -> None: ...
+
 
 @dataclass(slots=True)
 class Reply:
@@ -236,8 +238,9 @@ class Backend:
                     self._remove(other, dependent)
         table = self.tables[service]
         old = table.records[id]
-        self._secret_values.pop(id, None)
-        self._engine_keys.pop(id, None)
+        hidden = self._secret_values.pop(id, None), self._engine_keys.pop(id, None)
+        if hidden != (None, None) and self.journal is not None:
+            self.journal.put_hidden(id, None)
         kind, inner = schema.member(old.msg)
         natural = self._natural_key(service, kind, inner)
         if natural is not None:
@@ -369,6 +372,13 @@ class Backend:
     def _new_engine_key(self, engine_id: str) -> bytes:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._engine_keys[engine_id] = key
+        if self.journal is not None:
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            self.journal.put_hidden(engine_id, pem)
         return key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -384,6 +394,8 @@ class Backend:
             except ValueError:
                 pass  # not encrypted for this engine: taken as given
         self._secret_values[secret.id] = value
+        if self.journal is not None:
+            self.journal.put_hidden(secret.id, value)
         secret.ClearField("value")
 
     def _retrieve_secret(self, m: Method, req: Message) -> Reply:
@@ -521,6 +533,15 @@ class Backend:
                 self._unique[service].pop(natural, None)
             else:
                 self._unique[service][natural] = change.id
+
+    def restore_hidden(self, id: str, data: bytes) -> None:
+        """Take back an engine key or a secret value read from a journal."""
+        if id.startswith(schema.id_prefix("SecretEngines")):
+            key = serialization.load_pem_private_key(data, password=None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            self._engine_keys[id] = key
+        else:
+            self._secret_values[id] = data
 
     def _now(self) -> int:
         # Strictly increasing, so that history is ordered even within one clock tick.

@@ -102,6 +102,8 @@ class Emulator:
                 self.keys.add(access_key, secret_key, account_id, permissions)
         for service, change in self.journal.changes():
             self.backend.replay(service, change)
+        for id, data in self.journal.hidden():
+            self.backend.restore_hidden(id, data)
 
     def _stored_admin_key(self) -> tuple[str, str] | None:
         if self.journal is None:

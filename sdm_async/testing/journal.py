@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS changes (
     data BLOB NOT NULL,
     activity TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hidden (
+    id TEXT PRIMARY KEY,  -- a secret engine's private key, or a managed secret's value
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS keys (
     access_key TEXT PRIMARY KEY,
     secret_key TEXT NOT NULL,
@@ -59,6 +63,16 @@ class Journal:
             "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?)",
             (access_key, secret_key, account_id, perms),
         )
+
+    def put_hidden(self, id: str, data: bytes | None) -> None:
+        """Keep (or, with None, forget) what the objects do not show: engine keys, values."""
+        if data is None:
+            self._db.execute("DELETE FROM hidden WHERE id = ?", (id,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO hidden VALUES (?, ?)", (id, data))
+
+    def hidden(self) -> list[tuple[str, bytes]]:
+        return list(self._db.execute("SELECT id, data FROM hidden"))
 
     def changes(self) -> list[tuple[str, Change]]:
         rows = self._db.execute(
