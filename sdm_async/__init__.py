@@ -17,7 +17,7 @@ from sdm_async._pagination import AsyncPager
 from sdm_async._retry import RetryPolicy
 from sdm_async._rpc import Attempt, SigningInterceptor
 from sdm_async.bulk import BulkIterator, Outcome
-from sdm_async.client import Client, SnapshotClient
+from sdm_async.client import Client, ClientOptions, EnvClientOptions, SnapshotClient
 from sdm_async.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -42,6 +42,8 @@ __all__ = [
     "BadRequestError",
     "BulkIterator",
     "Client",
+    "ClientOptions",
+    "EnvClientOptions",
     "InternalError",
     "Model",
     "NotFoundError",

@@ -7,7 +7,9 @@ import datetime
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
+
+from typing_extensions import Unpack
 
 from sdm_async import bulk as _bulk
 from sdm_async._generated.services import Services, SnapshotServices
@@ -19,7 +21,14 @@ from sdm_async._secrets import ManagedSecrets
 from sdm_async._signing import Signer, decode_secret
 from sdm_async.bulk import Outcome
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_IN_FLIGHT", "Client", "SnapshotClient"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "Client",
+    "ClientOptions",
+    "EnvClientOptions",
+    "SnapshotClient",
+]
 
 VERSION = "0.1.0"
 DEFAULT_HOST = "app.strongdm.com:443"
@@ -28,6 +37,26 @@ USER_AGENT = f"sdm-async/{VERSION}"
 MAX_PAGE_LIMIT = 1000
 I = TypeVar("I")  # noqa: E741 - the item type
 R = TypeVar("R")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword-only options of `Client`, for helpers that pass them on."""
+
+    retry_rate_limit_errors: bool
+    page_limit: int
+    retry: RetryPolicy | None
+    max_in_flight: int
+    user_agent: str
+    channel_options: Sequence[tuple[str, Any]]
+    on_attempt: Callable[[Attempt], None] | None
+    pace_rate_limits: bool
+
+
+class EnvClientOptions(ClientOptions, total=False):
+    """`Client.from_env` options: where to connect, and the keyword-only options."""
+
+    host: str
+    insecure: bool
 
 
 def _check_access_key(api_access_key: object) -> str:
@@ -114,7 +143,7 @@ class Client(Services):
         self.managed_secrets = ManagedSecrets(self._transport, page_limit)
 
     @classmethod
-    def from_env(cls, **options: Any) -> Client:
+    def from_env(cls, **options: Unpack[EnvClientOptions]) -> Client:
         """A client from SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and (optional) SDM_API_HOST."""
         missing = [v for v in ("SDM_API_ACCESS_KEY", "SDM_API_SECRET_KEY") if not os.environ.get(v)]
         if missing:

@@ -203,3 +203,24 @@ def _dataclass_doc(cls: type) -> str | None:
         return cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
     except (TypeError, ValueError):
         return None
+
+
+def test_option_helpers_check_their_keywords(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`Client.from_env(...)` and `Emulator.client(...)` pass options on: a misspelt or
+    mistyped option is a type error, not a runtime surprise."""
+    sample = tmp_path / "wrong_options.py"
+    sample.write_text(
+        "import sdm_async\n"
+        "from sdm_async.testing import Emulator\n\n\n"
+        "def f(emu: Emulator) -> None:\n"
+        "    sdm_async.Client.from_env(page_limit='1000')\n"
+        "    emu.client(max_in_fligth=8)\n"
+        "    sdm_async.Client.from_env(host='h:1', insecure=True, max_in_flight=8)\n"
+    )
+    output, status = run_mypy(sample, monkeypatch)
+    assert status == 1, output
+    assert 'Argument "page_limit" to "from_env"' in output, output
+    assert '"max_in_fligth"' in output, output
+    assert output.count("error:") == 2, output

@@ -27,7 +27,9 @@ from sdm_async.testing.journal import Journal
 from sdm_async.testing.server import Faults, RateLimiter, Servicer, Stats
 
 if TYPE_CHECKING:
-    from sdm_async.client import Client
+    from typing_extensions import Unpack
+
+    from sdm_async.client import Client, ClientOptions
 
 
 class Emulator:
@@ -156,7 +158,7 @@ class Emulator:
     ) -> None:
         await self.stop()
 
-    def client(self, **options: Any) -> Client:
+    def client(self, **options: Unpack[ClientOptions]) -> Client:
         """An `sdm_async.Client` connected to this emulator with its admin key."""
         from sdm_async.client import Client
 
