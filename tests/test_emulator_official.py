@@ -192,3 +192,105 @@ async def test_snapshot_client(emu: Emulator) -> None:
         assert [h.role.name for h in history] == ["old", "new"]
 
     await in_thread(later)
+
+
+def _objects() -> list[tuple[str, Callable[[], Any], str, Callable[[Any], None]]]:
+    """(service attribute, a new object, its response field, a change to make) per type."""
+
+    def rename(obj: Any) -> None:
+        obj.name = obj.name + "-renamed"
+
+    def retitle(obj: Any) -> None:
+        obj.last_name = "Renamed"
+
+    return [
+        (
+            "accounts",
+            lambda: strongdm.User(email="crud@x.io", first_name="C", last_name="R"),
+            "account",
+            retitle,
+        ),
+        ("accounts", lambda: strongdm.Service(name="svc"), "account", rename),
+        ("accounts", lambda: strongdm.Token(name="tok", account_type="api"), "account", rename),
+        ("roles", lambda: strongdm.Role(name="role"), "role", rename),
+        (
+            "nodes",
+            lambda: strongdm.Gateway(name="gw", listen_address="1.2.3.4:5000"),
+            "node",
+            rename,
+        ),
+        ("nodes", lambda: strongdm.Relay(name="relay"), "node", rename),
+        (
+            "resources",
+            lambda: strongdm.Postgres(
+                name="pg", hostname="h", port=5432, database="d", username="u", password="p"
+            ),
+            "resource",
+            rename,
+        ),
+        (
+            "resources",
+            lambda: strongdm.Redis(name="redis", hostname="h", port=6379),
+            "resource",
+            rename,
+        ),
+        (
+            "resources",
+            lambda: strongdm.SSH(name="ssh", hostname="h", port=22, username="u"),
+            "resource",
+            rename,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("service", "make", "field", "change"),
+    _objects(),
+    ids=["user", "service", "token", "role", "gateway", "relay", "postgres", "redis", "ssh"],
+)
+async def test_crud_of_every_core_type(
+    emu: Emulator, service: str, make: Callable[[], Any], field: str, change: Callable[[Any], None]
+) -> None:
+    def body() -> None:
+        svc = getattr(official(emu), service)
+        made = getattr(svc.create(make()), field)
+        assert type(made) is type(make()) and made.id
+        got = getattr(svc.get(made.id), field)
+        assert got.id == made.id
+        change(got)
+        updated = getattr(svc.update(got), field)
+        assert updated.to_dict() == getattr(svc.get(made.id), field).to_dict()
+        assert updated.to_dict() != made.to_dict()  # the change took
+        assert [x.id for x in svc.list("id:?", made.id)] == [made.id]
+        svc.delete(made.id)
+        with pytest.raises(strongdm.errors.NotFoundError):
+            svc.get(made.id)
+        assert list(svc.list("id:?", made.id)) == []
+
+    await in_thread(body)
+
+
+async def test_attachments_and_grants_create_get_list_delete(emu: Emulator) -> None:
+    def body() -> None:
+        client = official(emu)
+        user = client.accounts.create(strongdm.User(email="l@x.io", first_name="L", last_name="L"))
+        role = client.roles.create(strongdm.Role(name="linked")).role
+        redis = client.resources.create(strongdm.Redis(name="r", hostname="h", port=1)).resource
+        att = client.account_attachments.create(
+            strongdm.AccountAttachment(account_id=user.account.id, role_id=role.id)
+        ).account_attachment
+        grant = client.account_grants.create(
+            strongdm.AccountGrant(account_id=user.account.id, resource_id=redis.id)
+        ).account_grant
+        assert (
+            client.account_attachments.get(att.id).account_attachment.account_id == user.account.id
+        )
+        assert [g.id for g in client.account_grants.list("resourceid:?", redis.id)] == [grant.id]
+        client.account_attachments.delete(att.id)
+        client.account_grants.delete(grant.id)
+        assert list(client.account_attachments.list("")) == []
+        assert list(client.account_grants.list("")) == []
+        with pytest.raises(strongdm.errors.NotFoundError):
+            client.account_grants.get(grant.id)
+
+    await in_thread(body)

@@ -170,7 +170,7 @@ class Backend:
 
     def _get(self, m: Method, req: Message, caller: Key) -> Reply:
         table = self.tables[m.service]
-        snapshot = _nanos(req.meta.snapshot_at) if req.meta.HasField("snapshot_at") else None
+        snapshot = _nanos(req.meta.snapshot_at) or None  # zero: the present
         record = table.get(req.id) if snapshot is None else table.get_as_of(req.id, snapshot)
         if record is None:
             raise not_found(f"{_noun(m)} {req.id!r} not found")
@@ -256,7 +256,7 @@ class Backend:
         table = self.tables[m.service]
         keep = self._filter(m, req.filter)
         after, limit = self._paging(req.meta)
-        snapshot = _nanos(req.meta.snapshot_at) if req.meta.HasField("snapshot_at") else None
+        snapshot = _nanos(req.meta.snapshot_at) or None  # zero: the present
         records, next_seq = table.page(after, limit, keep, snapshot)
         return self._page_reply(m, [r.data for r in records], next_seq)
 
@@ -319,7 +319,7 @@ class Backend:
         found = []
         for grant in self.tables["AccountGrants"].records.values():
             g = grant.msg
-            if g.HasField("valid_until") and _nanos(g.valid_until) <= now:
+            if 0 < _nanos(g.valid_until) <= now:
                 continue
             found.append(
                 item(
@@ -454,10 +454,10 @@ class Backend:
                 raise not_found(f"{m.full_name}: {name} {ref!r}: no such {_singular(service)}")
         if m.service == "Roles" and inner.access_rules:
             _check_access_rules(inner.access_rules)
-        if m.service == "AccountGrants" and inner.HasField("valid_until"):
-            if inner.HasField("start_from") and _nanos(inner.valid_until) <= _nanos(
-                inner.start_from
-            ):
+        if m.service == "AccountGrants":
+            # The official SDK sends unset times as zero timestamps: zero means "not set".
+            start, until = _nanos(inner.start_from), _nanos(inner.valid_until)
+            if start and until and until <= start:
                 raise bad_request(f"{m.full_name}: valid_until must be after start_from")
         return kind, inner
 
