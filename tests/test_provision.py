@@ -377,6 +377,33 @@ async def test_prune_deletes_only_managed_objects_no_longer_declared(
     assert counts(emu)["Accounts"] == 4 + 1 + 1
 
 
+async def test_separate_owners_never_prune_each_other(
+    emu: Emulator, client: sdm_async.Client
+) -> None:
+    data = {
+        "owner": "team-data",
+        "users": [{"email": "d@example.com", "first_name": "D", "last_name": "A"}],
+        "roles": [{"name": "data"}],
+    }
+    other = {
+        "owner": "team-web",
+        "users": [{"email": "w@example.com", "first_name": "W", "last_name": "E"}],
+        "roles": [{"name": "web"}],
+    }
+    assert (await provision.apply(client, spec_of(data))).ok
+    assert (await provision.apply(client, spec_of(other))).ok
+    user = await first(client.accounts.list("email:?", "d@example.com"))
+    assert user.tags == {"managed-by": "team-data"}
+    emu.stats.by_method.clear()
+    # team-web declares nothing any more and prunes: only its own objects go.
+    emptied = await provision.apply(client, spec_of({"owner": "team-web"}), prune=True)
+    assert emptied.ok and writes(emu) == {"Accounts.Delete": 1, "Roles.Delete": 1}
+    assert sorted([r.name async for r in client.roles.list("")]) == ["data"]
+    assert [u.email async for u in client.accounts.list("")] == ["d@example.com"]
+    with pytest.raises(provision.SpecError, match=r"owner: must be a short name"):
+        spec_of({"owner": "team data!"})
+
+
 async def test_a_declared_unmarked_object_is_adopted(
     emu: Emulator, client: sdm_async.Client
 ) -> None:

@@ -7,7 +7,8 @@
 
 The declaration names users, services, roles, resources, nodes, attachments and grants;
 objects refer to each other by natural key (email, name). Objects this package creates carry
-the tag `managed-by: sdm-async`; only those are deleted, and only with `prune`. The command
+the tag `managed-by: <owner>` (the file's `owner:`, `sdm-async` by default); only those are
+deleted, and only with `prune`. The command
 line is `sdm-async provision plan|apply FILE`. See `examples/provision/org.yaml`.
 """
 

@@ -235,10 +235,10 @@ class _Round:
             else:
                 self.ids[d.ref] = obj.id
                 fields = differing(d, obj)
-                if is_managed(obj) and not fields:
+                if is_managed(obj, d.owner) and not fields:
                     self.done(c)  # made by an earlier attempt whose reply was lost
                 else:
-                    action = "update" if is_managed(obj) else "adopt"
+                    action = "update" if is_managed(obj, d.owner) else "adopt"
                     updates.append(Change(action, kind, c.key, d, obj, fields))
         return updates
 

@@ -27,7 +27,6 @@ from sdm_async._model import Model
 from sdm_async.provision.kinds import (
     LINKS,
     MARK_KEY,
-    MARK_VALUE,
     OBJECTS,
     RESOURCE,
     ROLE,
@@ -136,7 +135,7 @@ def diff(spec: Spec, org: Org, *, prune: bool = False, rewrite_secrets: bool = F
                 changes.append(Change("create", kind, d.key, d))
             elif type(cur) is not type(d.model):
                 change = f"type {type_name(cur)} -> {type_name(d.model)}"
-                if is_managed(cur):
+                if is_managed(cur, spec.owner):
                     changes.append(Change("replace", kind, d.key, d, cur, reason=change))
                     replaced.add(d.ref)
                 else:
@@ -147,14 +146,14 @@ def diff(spec: Spec, org: Org, *, prune: bool = False, rewrite_secrets: bool = F
                     )
             else:
                 fields = differing(d, cur, rewrite_secrets)
-                if not is_managed(cur):
+                if not is_managed(cur, spec.owner):
                     changes.append(Change("adopt", kind, d.key, d, cur, fields))
                 elif fields:
                     changes.append(Change("update", kind, d.key, d, cur, fields))
                 else:
                     unchanged += 1
         for ident, cur in found.items():
-            if ident in declared or not is_managed(cur):
+            if ident in declared or not is_managed(cur, spec.owner):
                 continue
             ours.add((kind.name, ident))
             deletes.append(
@@ -233,7 +232,7 @@ def _same_moment(a: datetime.datetime | None, b: datetime.datetime | None) -> bo
 
 def wanted_tags(d: Declared) -> dict[str, str]:
     tags = dict(getattr(d.model, "tags", {}))
-    tags[MARK_KEY] = MARK_VALUE
+    tags[MARK_KEY] = d.owner
     return tags
 
 

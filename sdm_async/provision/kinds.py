@@ -106,9 +106,10 @@ def type_name(obj: object) -> str:
     return _TYPE_NAMES.get(type(obj), type(obj).__name__)
 
 
-def is_managed(obj: object) -> bool:
+def is_managed(obj: object, owner: str = MARK_VALUE) -> bool:
+    """Whether `obj` carries the mark of `owner` (a declaration's `owner:`)."""
     tags = getattr(obj, "tags", None)
-    return isinstance(tags, dict) and tags.get(MARK_KEY) == MARK_VALUE
+    return isinstance(tags, dict) and tags.get(MARK_KEY) == owner
 
 
 def _attribute(cls: type[Model], proto_name: str) -> str | None:

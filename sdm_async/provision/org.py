@@ -29,7 +29,6 @@ from sdm_async.provision.kinds import (
     ATTACHMENT,
     GRANT,
     MARK_KEY,
-    MARK_VALUE,
     NODE,
     OBJECTS,
     RESOURCE,
@@ -104,10 +103,13 @@ async def lookup(client: Client, kind: Kind, key: str) -> Any:
     return None
 
 
-async def _read_marked(client: Client, kinds: tuple[Kind, ...]) -> dict[str, dict[str, Any]]:
-    """The marked objects of `kinds` (which share one service), by kind and natural key."""
+async def _read_marked(
+    client: Client, kinds: tuple[Kind, ...], owner: str
+) -> dict[str, dict[str, Any]]:
+    """The objects of `kinds` (which share one service) marked as `owner`'s, by kind and
+    natural key."""
     found: dict[str, dict[str, Any]] = {k.name: {} for k in kinds}
-    async for obj in _service(client, kinds[0]).list("tags:?", f"{MARK_KEY}={MARK_VALUE}"):
+    async for obj in _service(client, kinds[0]).list("tags:?", f"{MARK_KEY}={owner}"):
         for kind in kinds:
             if kind.holds(obj):
                 found[kind.name][kind.ident(obj)] = obj
@@ -150,7 +152,9 @@ async def read(client: Client, spec: Spec) -> Org:
     """The objects the declaration names or the mark claims, and the links between them."""
     org = Org()
     groups = [(USER, SERVICE), (ROLE,), (RESOURCE,), (NODE,)]  # one listing per service
-    for found in await gather([functools.partial(_read_marked, client, g) for g in groups]):
+    for found in await gather(
+        [functools.partial(_read_marked, client, g, spec.owner) for g in groups]
+    ):
         org.objects.update(found)
     missing = [
         [d.ident for d in spec.of(kind) if d.ident not in org.objects[kind.name]]

@@ -7,6 +7,7 @@ Values are never quoted in problems: they may be secrets.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import json
@@ -26,6 +27,7 @@ from sdm_async.provision.kinds import (
     GRANT,
     LINKS,
     MARK_KEY,
+    MARK_VALUE,
     NODE,
     NODE_TYPES,
     OBJECTS,
@@ -44,6 +46,7 @@ __all__ = ["Declared", "Problem", "Spec", "SpecError", "load", "parse"]
 SECTIONS = tuple(k.section for k in (*OBJECTS, *LINKS))
 _ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")  # `$${` is a literal `${`
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}")
 
 Ref = tuple[str, str]  # (kind name, natural key casefolded): one end of a link
 
@@ -59,6 +62,7 @@ class Declared:
     fields: tuple[str, ...] = ()  # attributes the file sets: compared, and written on update
     secrets: frozenset[str] = frozenset()  # attributes never shown: credentials, ${VAR} values
     ends: tuple[Ref, Ref] | None = None  # links only: (account, role or resource)
+    owner: str = MARK_VALUE  # the value of the mark tag on what this declaration manages
 
     @property
     def ident(self) -> str:
@@ -75,6 +79,7 @@ class Spec:
 
     declared: tuple[Declared, ...]
     source: str = "<declaration>"
+    owner: str = MARK_VALUE  # `owner:` in the file: separate declarations never prune each other
 
     def of(self, kind: Kind) -> tuple[Declared, ...]:
         return tuple(d for d in self.declared if d.kind is kind)
@@ -151,9 +156,10 @@ def parse(
     """Validate a declaration already read into Python values (as `yaml.safe_load` gives)."""
     checker = _Checker(os.environ if env is None else env)
     declared = checker.spec(data)
+    owner = checker.owner(data)
     if checker.problems:
         raise SpecError(source, checker.problems)
-    return Spec(declared, source)
+    return Spec(tuple(dataclasses.replace(d, owner=owner) for d in declared), source, owner)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -189,6 +195,8 @@ class _Checker:
             if key == "version":
                 if data[key] != 1:
                     self.fail("version", "must be 1 (the only format so far), or left out")
+            elif key == "owner":
+                continue  # checked by `owner`
             elif key not in SECTIONS:
                 hint = _suggest(str(key), SECTIONS)
                 self.fail(str(key), f"unknown section{hint} (sections: {', '.join(SECTIONS)})")
@@ -254,6 +262,21 @@ class _Checker:
             self.fail(f"{path}.{key}", "must be true or false")
             return False
         return value
+
+    def owner(self, data: Any) -> str:
+        """The declaration's owner: the value of the mark tag on what it manages."""
+        if not isinstance(data, dict) or data.get("owner") is None:
+            return MARK_VALUE
+        owner = data["owner"]
+        if not isinstance(owner, str) or not _OWNER.fullmatch(owner):
+            self.fail(
+                "owner",
+                "must be a short name of letters, digits and - _ . / (e.g. `team-data`): it "
+                "tags every object this declaration manages, so that separate declarations "
+                "never prune each other's objects",
+            )
+            return MARK_VALUE
+        return owner
 
     def tags(self, path: str, entry: dict[str, Any]) -> dict[str, str]:
         value = entry.get("tags")
