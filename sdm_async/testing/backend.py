@@ -201,14 +201,14 @@ class Backend:
             else:
                 setattr(inner, name, getattr(old_inner, name))
         _derive(m.service, kind, inner)
-        if m.service == "ManagedSecrets" and inner.value:
-            self._keep_secret_value(inner)
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
         if before is not None and before != natural:
             self._unique[m.service].pop(before, None)
+        if m.service == "ManagedSecrets" and inner.value:  # refused updates keep the old one
+            self._keep_secret_value(inner)
         self._commit(table, "update", id, obj, natural)
         if m.service == "Accounts" and kind == "token":
             suspended = self.keys.suspended
