@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 import sdm_async
 from sdm_async.testing.auth import new_key_pair
 
@@ -97,6 +99,16 @@ async def test_db_keeps_acknowledged_changes_across_kill_9(tmp_path: Path) -> No
         # The token made through the API still holds its key after the restart.
         async with sdm_async.Client(token.access_key, token.secret_key, address, True) as tc:
             assert len([a async for a in tc.accounts.list("")]) == 30
+            async with sdm_async.Client(KEY, SECRET, address, True) as client:
+                t = (await client.accounts.get(token.account.id)).account
+                t.suspended = True
+                await client.accounts.update(t)
+        proc.kill()
+    with emulator_process(*keys) as (proc, address):
+        # ... and a suspended token stays shut out after another restart.
+        async with sdm_async.Client(token.access_key, token.secret_key, address, True) as tc:
+            with pytest.raises(sdm_async.errors.AuthenticationError, match="suspended"):
+                await tc.accounts.get(token.account.id)
 
 
 def test_readme_lists_exactly_the_methods_not_emulated() -> None:

@@ -533,6 +533,11 @@ class Backend:
                 self._unique[service].pop(natural, None)
             else:
                 self._unique[service][natural] = change.id
+        if service == "Accounts" and kind == "token":  # a suspended token stays shut out
+            if change.op != "delete" and inner.suspended:
+                self.keys.suspended.add(change.id)
+            else:
+                self.keys.suspended.discard(change.id)
 
     def restore_hidden(self, id: str, data: bytes) -> None:
         """Take back an engine key or a secret value read from a journal."""
