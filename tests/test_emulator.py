@@ -566,3 +566,37 @@ async def test_who_can_reach_what_is_derived_from_rules_grants_and_attachments(
     assert [r.resource_id async for r in client.account_resources.list("accountid:?", bob.id)] == [
         prod.id
     ]
+
+
+async def test_activities_record_every_change_and_who_made_it(
+    emu: Emulator, client: sdm_async.Client
+) -> None:
+    role = (await client.roles.create(sdm_async.Role(name="auditors"))).role
+    made = await client.accounts.create(
+        sdm_async.Token(name="robot", permissions=[sdm_async.Permission.USER_CREATE])
+    )
+    async with sdm_async.Client(made.access_key, made.secret_key, emu.address, True) as robot:
+        await robot.accounts.create(user("by-robot"))
+    await client.roles.delete(role.id)
+    log = [a async for a in client.activities.list("")]
+    assert [a.verb for a in log] == [
+        "role created",
+        "token created",
+        "user created",
+        "role deleted",
+    ]
+    by_robot = log[2]
+    assert (
+        by_robot.actor.id == made.account.id
+        and by_robot.entities[0].email == "uby-robot@example.com"
+    )
+    assert log[0].actor.id == ""  # the admin key is no account
+    assert [a.id async for a in client.activities.list("verb:?", "role *")] == [
+        log[0].id,
+        log[3].id,
+    ]
+    assert (await client.activities.get(log[1].id)).activity.description == "Created token robot."
+    history = [h async for h in client.roles_history.list("")]
+    assert [h.activity_id for h in history] == [log[0].id, log[3].id]  # the same activity ids
+    with pytest.raises(errors.NotFoundError):
+        await client.activities.get("at-0000000000000000")

@@ -9,6 +9,7 @@ services read the history of the service they are named after.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -162,7 +163,7 @@ class Backend:
             inner.created_at.seconds, inner.created_at.nanos = divmod(at, 1_000_000_000)
         resp = m.response()
         extra = self._on_create(m.service, kind, inner, resp)
-        self._commit(table, "create", inner.id, obj, natural)
+        self._commit(table, "create", inner.id, obj, natural, caller.account_id)
         getattr(resp, m.item_field).CopyFrom(obj)
         if extra is not None:
             extra()
@@ -209,7 +210,7 @@ class Backend:
             self._unique[m.service].pop(before, None)
         if m.service == "ManagedSecrets" and inner.value:  # refused updates keep the old one
             self._keep_secret_value(inner)
-        self._commit(table, "update", id, obj, natural)
+        self._commit(table, "update", id, obj, natural, caller.account_id)
         if m.service == "Accounts" and kind == "token":
             suspended = self.keys.suspended
             (suspended.add if inner.suspended else suspended.discard)(id)
@@ -221,10 +222,10 @@ class Backend:
         table = self.tables[m.service]
         if req.id not in table.records:
             raise not_found(f"{_noun(m)} {req.id!r} not found")
-        self._remove(m.service, req.id)
+        self._remove(m.service, req.id, caller.account_id)
         return Reply(m.response())
 
-    def _remove(self, service: str, id: str) -> None:
+    def _remove(self, service: str, id: str, actor: str) -> None:
         # What refers to the object goes with it, as attachments go with their account.
         for other, fields in REFERENCES.items():
             targets = [f for f, s in fields.items() if s == service]
@@ -235,7 +236,7 @@ class Backend:
                     if any(getattr(r.msg, f) == id for f in targets)
                 ]
                 for dependent in doomed:
-                    self._remove(other, dependent)
+                    self._remove(other, dependent, actor)
         table = self.tables[service]
         old = table.records[id]
         hidden = self._secret_values.pop(id, None), self._engine_keys.pop(id, None)
@@ -245,7 +246,7 @@ class Backend:
         natural = self._natural_key(service, kind, inner)
         if natural is not None:
             self._unique[service].pop(natural, None)
-        change = Change(old.seq, self._now(), "delete", id, old.data, _activity())
+        change = Change(old.seq, self._now(), "delete", id, old.data, _new_activity_id(), actor)
         table.apply(change)
         if self.journal is not None:
             self.journal.append(service, change)
@@ -359,6 +360,48 @@ class Backend:
             if link.msg.composite_role_id == role_id:
                 reached += self._reach(link.msg.attached_role_id, seen | {role_id})
         return list(dict.fromkeys(reached))  # once each, in order
+
+    def _activities(self, m: Method, req: Message) -> Reply:
+        """`Activities.List`: the audit log, one activity per change, oldest first."""
+        changes = sorted(
+            ((service, c) for service, t in self.tables.items() for c in t.history),
+            key=lambda sc: sc[1].at,
+        )
+        return self._derived_page(m, req, [self._as_activity(s, c) for s, c in changes])
+
+    def _activity(self, m: Method, req: Message) -> Reply:
+        for service, table in self.tables.items():
+            for change in table.history:
+                if change.activity == req.id:
+                    resp = m.response()
+                    resp.activity.CopyFrom(self._as_activity(service, change))
+                    return Reply(resp)
+        raise not_found(f"activity {req.id!r} not found")
+
+    def _as_activity(self, service: str, change: Change) -> Message:
+        table = self.tables[service]
+        kind, obj = schema.member(table.item.FromString(change.data))
+        noun = kind or _words(table.item.DESCRIPTOR.name)
+        label = getattr(obj, "email", "") or getattr(obj, "name", "") or change.id
+        activity = schema.message_class("Activity")(
+            id=change.activity,
+            verb=f"{noun} {_PAST[change.op]}",
+            description=f"{_PAST[change.op].capitalize()} {noun} {label}.",
+        )
+        activity.completed_at.seconds, activity.completed_at.nanos = divmod(
+            change.at, 1_000_000_000
+        )
+        entity = activity.entities.add(id=change.id, type=noun)
+        entity.name = getattr(obj, "name", "")
+        entity.email = getattr(obj, "email", "")
+        actor = self.tables["Accounts"].get(change.actor) if change.actor else None
+        activity.actor.id = change.actor
+        if actor is not None:
+            _kind, who = schema.member(actor.msg)
+            activity.actor.email = getattr(who, "email", "")
+            activity.actor.first_name = getattr(who, "first_name", "")
+            activity.actor.last_name = getattr(who, "last_name", "")
+        return activity
 
     def _derived_page(self, m: Method, req: Message, items: list[Message]) -> Reply:
         """A page of a list computed on demand; the cursor is a position in it."""
@@ -500,7 +543,7 @@ class Backend:
         return None
 
     def _commit(
-        self, table: Table, op: str, id: str, obj: Message, natural: str | None
+        self, table: Table, op: str, id: str, obj: Message, natural: str | None, actor: str = ""
     ) -> Record | None:
         data = obj.SerializeToString()
         if op == "create":
@@ -508,7 +551,7 @@ class Backend:
             seq = self._seq
         else:
             seq = table.records[id].seq
-        change = Change(seq, self._now(), op, id, data, _activity())
+        change = Change(seq, self._now(), op, id, data, _new_activity_id(), actor)
         if self.journal is not None:
             self.journal.append(table.service, change)  # durable before it is acknowledged
         record = table.apply(change, type(obj).FromString(data))
@@ -617,7 +660,11 @@ _SPECIAL = {
     "ManagedSecrets.Retrieve": "_retrieve_secret",
     "RoleResources.List": "_role_resources",
     "AccountResources.List": "_account_resources",
+    "Activities.List": "_activities",
+    "Activities.Get": "_activity",
 }
+
+_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
 def _rule_matches(rule: Any, resource_id: str, kind: str, driver: Message) -> bool:
@@ -665,7 +712,12 @@ def _check_access_rules(text: str) -> None:
         raise bad_request("role.access_rules must be a JSON list of objects (access rules)")
 
 
-def _activity() -> str:
+def _words(name: str) -> str:
+    """`AccountAttachment` -> `account attachment`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+
+
+def _new_activity_id() -> str:
     return "at-" + secrets.token_hex(8)
 
 

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS changes (
     op TEXT NOT NULL,
     id TEXT NOT NULL,
     data BLOB NOT NULL,
-    activity TEXT NOT NULL
+    activity TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS hidden (
     id TEXT PRIMARY KEY,  -- a secret engine's private key, or a managed secret's value
@@ -50,9 +51,18 @@ class Journal:
 
     def append(self, service: str, change: Change) -> None:
         self._db.execute(
-            "INSERT INTO changes (service, seq, at, op, id, data, activity) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (service, change.seq, change.at, change.op, change.id, change.data, change.activity),
+            "INSERT INTO changes (service, seq, at, op, id, data, activity, actor) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                service,
+                change.seq,
+                change.at,
+                change.op,
+                change.id,
+                change.data,
+                change.activity,
+                change.actor,
+            ),
         )
 
     def add_key(
@@ -76,9 +86,9 @@ class Journal:
 
     def changes(self) -> list[tuple[str, Change]]:
         rows = self._db.execute(
-            "SELECT service, seq, at, op, id, data, activity FROM changes ORDER BY n"
+            "SELECT service, seq, at, op, id, data, activity, actor FROM changes ORDER BY n"
         )
-        return [(s, Change(seq, at, op, id, data, act)) for s, seq, at, op, id, data, act in rows]
+        return [(row[0], Change(*row[1:])) for row in rows]
 
     def keys(self) -> list[tuple[str, str, str, frozenset[str] | None]]:
         rows = self._db.execute("SELECT access_key, secret_key, account_id, permissions FROM keys")

@@ -33,6 +33,7 @@ class Change:
     id: str
     data: bytes  # the object after the change (for a delete, as it was)
     activity: str
+    actor: str = ""  # the account of the token that made it; "" for an admin key
 
 
 class Table:
