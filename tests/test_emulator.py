@@ -600,3 +600,26 @@ async def test_activities_record_every_change_and_who_made_it(
     assert [h.activity_id for h in history] == [log[0].id, log[3].id]  # the same activity ids
     with pytest.raises(errors.NotFoundError):
         await client.activities.get("at-0000000000000000")
+
+
+async def test_organisation_settings_and_control_panel(client: sdm_async.Client) -> None:
+    ssh = (await client.control_panel.get_sshca_public_key()).public_key
+    assert ssh.startswith("ecdsa-sha2-nistp256 ")
+    assert (await client.control_panel.get_sshca_public_key()).public_key == ssh  # stable
+    rdp = (await client.control_panel.get_rdpca_public_key()).public_key
+    assert rdp.startswith("-----BEGIN PUBLIC KEY-----")
+    urls = await client.control_panel.get_org_url_info()
+    assert urls.base_url.startswith("https://") and urls.saml_metadata_url.startswith(urls.base_url)
+    assert not (await client.control_panel.verify_jwt("not.a.jwt")).valid
+    assert not (await client.organizations.get_mfa()).mfa.enabled
+    with pytest.raises(errors.BadRequestError, match="provider"):
+        await client.organizations.test_mfa(sdm_async.MFAConfig(enabled=True))
+    on = sdm_async.MFAConfig(enabled=True, provider="duo")
+    await client.organizations.test_mfa(on)
+    updated = (await client.organizations.update_mfa(on)).mfa
+    assert updated is not None and (updated.enabled, updated.provider) == (True, "duo")
+    got = (await client.organizations.get_mfa()).mfa
+    assert got is not None and (got.enabled, got.provider) == (True, "duo")
+    assert [q async for q in client.queries.list("")] == []  # no traffic reaches an emulator
+    with pytest.raises(errors.BadRequestError):
+        [r async for r in client.replays.list("nosuchfield:x")]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import grpc
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from sdm_async.testing import schema
 from sdm_async.testing.auth import Key, Keys, new_key_pair
@@ -110,6 +110,8 @@ class Backend:
         # objects: the API never returns a value except encrypted for a Retrieve.
         self._engine_keys: dict[str, rsa.RSAPrivateKey] = {}
         self._secret_values: dict[str, bytes] = {}
+        self._mfa = schema.message_class("MFAConfig")()  # the organisation's settings
+        self._ca_keys: dict[str, str] = {}  # the SSH and RDP certificate authorities' keys
         for m in schema.methods().values():
             if m.kind == "create" and m.item is not None and "id" in _id_fields(m.item):
                 item_cls = schema.message_class(m.item.name)
@@ -403,6 +405,63 @@ class Backend:
             activity.actor.last_name = getattr(who, "last_name", "")
         return activity
 
+    def _nothing_recorded(self, m: Method, req: Message) -> Reply:
+        """Queries and replays record traffic through gateways, which never reaches an
+        emulator: an empty log (the filter is still checked)."""
+        return self._derived_page(m, req, [])
+
+    def _ca_public_key(self, m: Method, req: Message) -> Reply:
+        """The organisation's SSH or RDP certificate authority key, made on first ask."""
+        which = "ssh" if "SSH" in m.name else "rdp"
+        if which not in self._ca_keys:
+            key = ec.generate_private_key(ec.SECP256R1()).public_key()
+            if which == "ssh":
+                text = key.public_bytes(
+                    serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+                ).decode()
+            else:
+                text = key.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ).decode()
+            self._ca_keys[which] = text
+        return Reply(m.response(public_key=self._ca_keys[which]))
+
+    def _org_url_info(self, m: Method, req: Message) -> Reply:
+        base = "https://emulator.strongdm.test"
+        return Reply(
+            m.response(
+                base_url=base,
+                websites_subdomain="emulator",
+                oidc_issuer_url=f"{base}/oidc/emulator",
+                saml_metadata_url=f"{base}/saml/emulator/metadata",
+            )
+        )
+
+    def _verify_jwt(self, m: Method, req: Message) -> Reply:
+        return Reply(m.response(valid=False))  # the emulator issues no tokens to verify
+
+    def _get_mfa(self, m: Method, req: Message) -> Reply:
+        resp = m.response()
+        resp.mfa.CopyFrom(self._mfa)
+        return Reply(resp)
+
+    def _update_mfa(self, m: Method, req: Message) -> Reply:
+        self._check_mfa(m, req.mfa)
+        self._mfa.CopyFrom(req.mfa)
+        if self.journal is not None:
+            self.journal.put_hidden(_MFA, req.mfa.SerializeToString())
+        resp = m.response()
+        resp.mfa.CopyFrom(self._mfa)
+        return Reply(resp)
+
+    def _test_mfa(self, m: Method, req: Message) -> Reply:
+        self._check_mfa(m, req.mfa)
+        return Reply(m.response())
+
+    def _check_mfa(self, m: Method, mfa: Message) -> None:
+        if mfa.enabled and not mfa.provider:
+            raise bad_request(f"{m.full_name}: mfa.provider is required when MFA is enabled")
+
     def _derived_page(self, m: Method, req: Message, items: list[Message]) -> Reply:
         """A page of a list computed on demand; the cursor is a position in it."""
         keep = self._filter(m, req.filter)
@@ -583,8 +642,10 @@ class Backend:
                 self.keys.suspended.discard(change.id)
 
     def restore_hidden(self, id: str, data: bytes) -> None:
-        """Take back an engine key or a secret value read from a journal."""
-        if id.startswith(schema.id_prefix("SecretEngines")):
+        """Take back an engine key, a secret value or the MFA settings from a journal."""
+        if id == _MFA:
+            self._mfa.ParseFromString(data)
+        elif id.startswith(schema.id_prefix("SecretEngines")):
             key = serialization.load_pem_private_key(data, password=None)
             assert isinstance(key, rsa.RSAPrivateKey)
             self._engine_keys[id] = key
@@ -662,7 +723,17 @@ _SPECIAL = {
     "AccountResources.List": "_account_resources",
     "Activities.List": "_activities",
     "Activities.Get": "_activity",
+    "Queries.List": "_nothing_recorded",
+    "Replays.List": "_nothing_recorded",
+    "ControlPanel.GetSSHCAPublicKey": "_ca_public_key",
+    "ControlPanel.GetRDPCAPublicKey": "_ca_public_key",
+    "ControlPanel.GetOrgURLInfo": "_org_url_info",
+    "ControlPanel.VerifyJWT": "_verify_jwt",
+    "Organizations.GetMFA": "_get_mfa",
+    "Organizations.UpdateMFA": "_update_mfa",
+    "Organizations.TestMFA": "_test_mfa",
 }
+_MFA = "organization-mfa"  # the journal's key for the MFA settings
 
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
