@@ -3,13 +3,13 @@
 Every CRUD-shaped service (Create/Get/Update/Delete/List) is served by one generic engine
 driven by the descriptors; the rules of the core objects are data (`UNIQUE`, `REFERENCES`)
 plus a few hooks (keys for tokens, a token for nodes, access rules as JSON). `*History`
-services read the history of the service they are named after.
+services read the history of the service they are named after; the methods that are not CRUD
+live in `views.py`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sdm_async.testing import schema
 from sdm_async.testing.auth import Key, Keys, new_key_pair
 from sdm_async.testing.filters import FilterError, compile_filter
-from sdm_async.testing.schema import Message, Method
+from sdm_async.testing.schema import Message, Method, nanos
 from sdm_async.testing.status import ApiError, already_exists, bad_request, not_found
 from sdm_async.testing.tables import Change, Record, Table
+from sdm_async.testing.views import MFA_JOURNAL_KEY, SPECIAL, oaep
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -83,10 +84,6 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _nanos(ts: Any) -> int:
-    return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
-
-
 class Backend:
     def __init__(
         self,
@@ -108,10 +105,10 @@ class Backend:
         self._last_at = 0
         # Secret engines' private keys, and managed secrets' values, kept apart from the
         # objects: the API never returns a value except encrypted for a Retrieve.
-        self._engine_keys: dict[str, rsa.RSAPrivateKey] = {}
-        self._secret_values: dict[str, bytes] = {}
-        self._mfa = schema.message_class("MFAConfig")()  # the organisation's settings
-        self._ca_keys: dict[str, str] = {}  # the SSH and RDP certificate authorities' keys
+        self.engine_keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.secret_values: dict[str, bytes] = {}
+        self.mfa = schema.message_class("MFAConfig")()  # the organisation's settings
+        self.ca_keys: dict[str, str] = {}  # the SSH and RDP certificate authorities' keys
         for m in schema.methods().values():
             if m.kind == "create" and m.item is not None and "id" in _id_fields(m.item):
                 item_cls = schema.message_class(m.item.name)
@@ -121,7 +118,7 @@ class Backend:
     # -- dispatch ---------------------------------------------------------------------------
 
     def implemented(self, m: Method) -> bool:
-        if m.full_name in _SPECIAL:
+        if m.full_name in SPECIAL:
             return True
         if m.service in self.tables:
             return m.kind in schema.CRUD
@@ -133,9 +130,10 @@ class Backend:
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{m.full_name} is not emulated (see the README's list of emulated methods)",
             )
-        special = _SPECIAL.get(m.full_name)
+        special = SPECIAL.get(m.full_name)
         if special is not None:
-            return getattr(self, special)(m, request)  # type: ignore[no-any-return]
+            answer = special(self, m, request)
+            return answer if isinstance(answer, Reply) else Reply(answer)
         if m.service not in self.tables:
             return self._history(m, request)
         handler: Callable[[Method, Message, Key], Reply] = getattr(self, f"_{m.kind}")
@@ -173,7 +171,7 @@ class Backend:
 
     def _get(self, m: Method, req: Message, caller: Key) -> Reply:
         table = self.tables[m.service]
-        snapshot = _nanos(req.meta.snapshot_at) or None  # zero: the present
+        snapshot = nanos(req.meta.snapshot_at) or None  # zero: the present
         record = table.get(req.id) if snapshot is None else table.get_as_of(req.id, snapshot)
         if record is None:
             raise not_found(f"{_noun(m)} {req.id!r} not found")
@@ -241,7 +239,7 @@ class Backend:
                     self._remove(other, dependent, actor)
         table = self.tables[service]
         old = table.records[id]
-        hidden = self._secret_values.pop(id, None), self._engine_keys.pop(id, None)
+        hidden = self.secret_values.pop(id, None), self.engine_keys.pop(id, None)
         if hidden != (None, None) and self.journal is not None:
             self.journal.put_hidden(id, None)
         kind, inner = schema.member(old.msg)
@@ -259,7 +257,7 @@ class Backend:
         table = self.tables[m.service]
         keep = self._filter(m, req.filter)
         after, limit = self._paging(req.meta)
-        snapshot = _nanos(req.meta.snapshot_at) or None  # zero: the present
+        snapshot = nanos(req.meta.snapshot_at) or None  # zero: the present
         records, next_seq = table.page(after, limit, keep, snapshot)
         return self._page_reply(m, [r.data for r in records], next_seq)
 
@@ -292,177 +290,7 @@ class Backend:
 
     # -- the few methods that are not CRUD -------------------------------------------------
 
-    def _enumerate_tags(self, m: Method, req: Message) -> Reply:
-        """Every distinct tag of every resource, sorted, filtered on `name`/`value`."""
-        pairs = sorted(
-            {
-                (p.name, p.value)
-                for r in self.tables["Resources"].records.values()
-                for p in schema.member(r.msg)[1].tags.pairs
-            }
-        )
-        tag_cls = schema.message_class("Tag")
-        return self._derived_page(m, req, [tag_cls(name=n, value=v) for n, v in pairs])
-
-    def _role_resources(self, m: Method, req: Message) -> Reply:
-        """`RoleResources.List`: what each role's access rules (and legacy grants) reach."""
-        item = schema.message_class("RoleResource")
-        found = [
-            item(role_id=role_id, resource_id=resource_id)
-            for role_id in self.tables["Roles"].records
-            for resource_id in self._reach(role_id)
-        ]
-        return self._derived_page(m, req, found)
-
-    def _account_resources(self, m: Method, req: Message) -> Reply:
-        """`AccountResources.List`: direct grants still in force, then what attached roles
-        reach."""
-        item = schema.message_class("AccountResource")
-        now = self.clock()
-        found = []
-        for grant in self.tables["AccountGrants"].records.values():
-            g = grant.msg
-            if 0 < _nanos(g.valid_until) <= now:
-                continue
-            found.append(
-                item(
-                    account_id=g.account_id,
-                    resource_id=g.resource_id,
-                    account_grant_id=g.id,
-                    granted_at=g.start_from,
-                    expires_at=g.valid_until,
-                )
-            )
-        for attachment in self.tables["AccountAttachments"].records.values():
-            a = attachment.msg
-            for resource_id in self._reach(a.role_id):
-                found.append(
-                    item(account_id=a.account_id, resource_id=resource_id, role_id=a.role_id)
-                )
-        return self._derived_page(m, req, found)
-
-    def _reach(self, role_id: str, seen: frozenset[str] = frozenset()) -> list[str]:
-        """Resource ids a role reaches: its access rules, legacy role grants, and the roles
-        attached to it (legacy composite roles)."""
-        role = self.tables["Roles"].get(role_id)
-        if role is None or role_id in seen:
-            return []
-        rules = json.loads(role.msg.access_rules) if role.msg.access_rules else []
-        reached = [
-            resource_id
-            for resource_id, r in self.tables["Resources"].records.items()
-            if any(_rule_matches(rule, resource_id, *schema.member(r.msg)) for rule in rules)
-        ]
-        reached += [
-            g.msg.resource_id
-            for g in self.tables["RoleGrants"].records.values()
-            if g.msg.role_id == role_id
-        ]
-        for link in self.tables["RoleAttachments"].records.values():
-            if link.msg.composite_role_id == role_id:
-                reached += self._reach(link.msg.attached_role_id, seen | {role_id})
-        return list(dict.fromkeys(reached))  # once each, in order
-
-    def _activities(self, m: Method, req: Message) -> Reply:
-        """`Activities.List`: the audit log, one activity per change, oldest first."""
-        changes = sorted(
-            ((service, c) for service, t in self.tables.items() for c in t.history),
-            key=lambda sc: sc[1].at,
-        )
-        return self._derived_page(m, req, [self._as_activity(s, c) for s, c in changes])
-
-    def _activity(self, m: Method, req: Message) -> Reply:
-        for service, table in self.tables.items():
-            for change in table.history:
-                if change.activity == req.id:
-                    resp = m.response()
-                    resp.activity.CopyFrom(self._as_activity(service, change))
-                    return Reply(resp)
-        raise not_found(f"activity {req.id!r} not found")
-
-    def _as_activity(self, service: str, change: Change) -> Message:
-        table = self.tables[service]
-        kind, obj = schema.member(table.item.FromString(change.data))
-        noun = kind or _words(table.item.DESCRIPTOR.name)
-        label = getattr(obj, "email", "") or getattr(obj, "name", "") or change.id
-        activity = schema.message_class("Activity")(
-            id=change.activity,
-            verb=f"{noun} {_PAST[change.op]}",
-            description=f"{_PAST[change.op].capitalize()} {noun} {label}.",
-        )
-        activity.completed_at.seconds, activity.completed_at.nanos = divmod(
-            change.at, 1_000_000_000
-        )
-        entity = activity.entities.add(id=change.id, type=noun)
-        entity.name = getattr(obj, "name", "")
-        entity.email = getattr(obj, "email", "")
-        actor = self.tables["Accounts"].get(change.actor) if change.actor else None
-        activity.actor.id = change.actor
-        if actor is not None:
-            _kind, who = schema.member(actor.msg)
-            activity.actor.email = getattr(who, "email", "")
-            activity.actor.first_name = getattr(who, "first_name", "")
-            activity.actor.last_name = getattr(who, "last_name", "")
-        return activity
-
-    def _nothing_recorded(self, m: Method, req: Message) -> Reply:
-        """Queries and replays record traffic through gateways, which never reaches an
-        emulator: an empty log (the filter is still checked)."""
-        return self._derived_page(m, req, [])
-
-    def _ca_public_key(self, m: Method, req: Message) -> Reply:
-        """The organisation's SSH or RDP certificate authority key, made on first ask."""
-        which = "ssh" if "SSH" in m.name else "rdp"
-        if which not in self._ca_keys:
-            key = ec.generate_private_key(ec.SECP256R1()).public_key()
-            if which == "ssh":
-                text = key.public_bytes(
-                    serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-                ).decode()
-            else:
-                text = key.public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                ).decode()
-            self._ca_keys[which] = text
-        return Reply(m.response(public_key=self._ca_keys[which]))
-
-    def _org_url_info(self, m: Method, req: Message) -> Reply:
-        base = "https://emulator.strongdm.test"
-        return Reply(
-            m.response(
-                base_url=base,
-                websites_subdomain="emulator",
-                oidc_issuer_url=f"{base}/oidc/emulator",
-                saml_metadata_url=f"{base}/saml/emulator/metadata",
-            )
-        )
-
-    def _verify_jwt(self, m: Method, req: Message) -> Reply:
-        return Reply(m.response(valid=False))  # the emulator issues no tokens to verify
-
-    def _get_mfa(self, m: Method, req: Message) -> Reply:
-        resp = m.response()
-        resp.mfa.CopyFrom(self._mfa)
-        return Reply(resp)
-
-    def _update_mfa(self, m: Method, req: Message) -> Reply:
-        self._check_mfa(m, req.mfa)
-        self._mfa.CopyFrom(req.mfa)
-        if self.journal is not None:
-            self.journal.put_hidden(_MFA, req.mfa.SerializeToString())
-        resp = m.response()
-        resp.mfa.CopyFrom(self._mfa)
-        return Reply(resp)
-
-    def _test_mfa(self, m: Method, req: Message) -> Reply:
-        self._check_mfa(m, req.mfa)
-        return Reply(m.response())
-
-    def _check_mfa(self, m: Method, mfa: Message) -> None:
-        if mfa.enabled and not mfa.provider:
-            raise bad_request(f"{m.full_name}: mfa.provider is required when MFA is enabled")
-
-    def _derived_page(self, m: Method, req: Message, items: list[Message]) -> Reply:
+    def derived_page(self, m: Method, req: Message, items: list[Message]) -> Reply:
         """A page of a list computed on demand; the cursor is a position in it."""
         keep = self._filter(m, req.filter)
         after, limit = self._paging(req.meta)
@@ -473,7 +301,7 @@ class Backend:
 
     def _new_engine_key(self, engine_id: str) -> bytes:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._engine_keys[engine_id] = key
+        self.engine_keys[engine_id] = key
         if self.journal is not None:
             pem = key.private_bytes(
                 serialization.Encoding.PEM,
@@ -489,42 +317,16 @@ class Backend:
         """Decrypt the value sent for the engine (a client without the engine's key sends it
         as is), keep it apart, and store the secret without it."""
         value = bytes(secret.value)
-        key = self._engine_keys.get(secret.secret_engine_id)
+        key = self.engine_keys.get(secret.secret_engine_id)
         if key is not None and value:
             try:
-                value = key.decrypt(value, _oaep())
+                value = key.decrypt(value, oaep())
             except ValueError:
                 pass  # not encrypted for this engine: taken as given
-        self._secret_values[secret.id] = value
+        self.secret_values[secret.id] = value
         if self.journal is not None:
             self.journal.put_hidden(secret.id, value)
         secret.ClearField("value")
-
-    def _retrieve_secret(self, m: Method, req: Message) -> Reply:
-        """`ManagedSecrets.Retrieve`: the value, encrypted for the caller's public key."""
-        record = self.tables["ManagedSecrets"].get(req.id)
-        if record is None:
-            raise not_found(f"managed secret {req.id!r} not found")
-        try:
-            key = serialization.load_pem_public_key(req.public_key)
-        except ValueError:
-            raise bad_request(
-                "ManagedSecrets.Retrieve: public_key must be a PEM public key (RSA) to "
-                "encrypt the value for"
-            ) from None
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise bad_request("ManagedSecrets.Retrieve: public_key must be an RSA key")
-        resp = m.response()
-        resp.managed_secret.CopyFrom(record.msg)
-        value = self._secret_values.get(req.id, b"")
-        if value:
-            resp.managed_secret.value = key.encrypt(value, _oaep())
-        return Reply(resp)
-
-    def _healthcheck(self, m: Method, req: Message) -> Reply:
-        if req.id not in self.tables["Resources"].records:
-            raise not_found(f"resource {req.id!r} not found")
-        return Reply(m.response())  # the API only schedules the check
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -558,7 +360,7 @@ class Backend:
             _check_access_rules(inner.access_rules)
         if m.service == "AccountGrants":
             # The official SDK sends unset times as zero timestamps: zero means "not set".
-            start, until = _nanos(inner.start_from), _nanos(inner.valid_until)
+            start, until = nanos(inner.start_from), nanos(inner.valid_until)
             if start and until and until <= start:
                 raise bad_request(f"{m.full_name}: valid_until must be after start_from")
         return kind, inner
@@ -643,14 +445,14 @@ class Backend:
 
     def restore_hidden(self, id: str, data: bytes) -> None:
         """Take back an engine key, a secret value or the MFA settings from a journal."""
-        if id == _MFA:
-            self._mfa.ParseFromString(data)
+        if id == MFA_JOURNAL_KEY:
+            self.mfa.ParseFromString(data)
         elif id.startswith(schema.id_prefix("SecretEngines")):
             key = serialization.load_pem_private_key(data, password=None)
             assert isinstance(key, rsa.RSAPrivateKey)
-            self._engine_keys[id] = key
+            self.engine_keys[id] = key
         else:
-            self._secret_values[id] = data
+            self.secret_values[id] = data
 
     def _now(self) -> int:
         # Strictly increasing, so that history is ordered even within one clock tick.
@@ -715,47 +517,6 @@ class Backend:
             )
 
 
-_SPECIAL = {
-    "Resources.EnumerateTags": "_enumerate_tags",
-    "Resources.Healthcheck": "_healthcheck",
-    "ManagedSecrets.Retrieve": "_retrieve_secret",
-    "RoleResources.List": "_role_resources",
-    "AccountResources.List": "_account_resources",
-    "Activities.List": "_activities",
-    "Activities.Get": "_activity",
-    "Queries.List": "_nothing_recorded",
-    "Replays.List": "_nothing_recorded",
-    "ControlPanel.GetSSHCAPublicKey": "_ca_public_key",
-    "ControlPanel.GetRDPCAPublicKey": "_ca_public_key",
-    "ControlPanel.GetOrgURLInfo": "_org_url_info",
-    "ControlPanel.VerifyJWT": "_verify_jwt",
-    "Organizations.GetMFA": "_get_mfa",
-    "Organizations.UpdateMFA": "_update_mfa",
-    "Organizations.TestMFA": "_test_mfa",
-}
-_MFA = "organization-mfa"  # the journal's key for the MFA settings
-
-_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
-
-
-def _rule_matches(rule: Any, resource_id: str, kind: str, driver: Message) -> bool:
-    """One access rule against one resource: `{"ids": [...]}`, or `type` and/or `tags`."""
-    if not isinstance(rule, dict):
-        return False
-    if "ids" in rule:
-        return resource_id in rule["ids"]
-    if "type" not in rule and "tags" not in rule:
-        return False
-    if "type" in rule and str(rule["type"]).replace("_", "").lower() != kind.replace("_", ""):
-        return False
-    tags = {p.name: p.value for p in driver.tags.pairs}
-    return all(tags.get(k) == v for k, v in (rule.get("tags") or {}).items())
-
-
-def _oaep() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-
-
 def _id_fields(item: Any) -> set[str]:
     oneof = schema.union_of(item)
     if oneof is None:
@@ -781,11 +542,6 @@ def _check_access_rules(text: str) -> None:
         raise bad_request(f"role.access_rules is not valid JSON: {e}") from None
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
         raise bad_request("role.access_rules must be a JSON list of objects (access rules)")
-
-
-def _words(name: str) -> str:
-    """`AccountAttachment` -> `account attachment`."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
 
 
 def _new_activity_id() -> str:

@@ -121,3 +121,8 @@ def field_options(fd: descriptor.FieldDescriptor) -> options_pb2.FieldOptions:
 def write_only_fields(item: descriptor.Descriptor) -> tuple[str, ...]:
     """Fields the API accepts but never returns (passwords, keys)."""
     return tuple(f.name for f in item.fields if field_options(f).write_only)
+
+
+def nanos(ts: Any) -> int:
+    """A Timestamp as nanoseconds since the epoch; 0 for an unset one."""
+    return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
