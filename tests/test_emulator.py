@@ -623,3 +623,24 @@ async def test_organisation_settings_and_control_panel(client: sdm_async.Client)
     assert [q async for q in client.queries.list("")] == []  # no traffic reaches an emulator
     with pytest.raises(errors.BadRequestError):
         [r async for r in client.replays.list("nosuchfield:x")]
+
+
+async def test_permissions_probes_and_scoped_lists(client: sdm_async.Client) -> None:
+    token = await client.accounts.create(
+        sdm_async.Token(name="ro", permissions=[sdm_async.Permission.USER_LIST, "role:list"])
+    )
+    await client.accounts.create(user(1))  # users carry no explicit permissions
+    perms = [p async for p in client.account_permissions.list("")]
+    assert sorted(p.permission for p in perms) == ["role:list", "user:list"]
+    assert {p.account_id for p in perms} == {token.account.id}
+    only = [p.permission async for p in client.account_permissions.list("permission:role*")]
+    assert only == ["role:list"]
+    relay = (await client.nodes.create(sdm_async.Relay(name="r1"))).node
+    probe = await client.nodes.tcp_probe(relay.id, "db.internal", 5432)
+    assert not probe.succeeded and "network" in probe.error
+    with pytest.raises(errors.NotFoundError):
+        await client.nodes.tcp_probe("n-0000000000000000", "db.internal", 5432)
+    store = (
+        await client.secret_stores.create(sdm_async.VaultTokenStore(name="v", server_address="v"))
+    ).secret_store
+    assert [s.id async for s in client.secret_engines.list_secret_stores("")] == [store.id]

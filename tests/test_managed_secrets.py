@@ -65,6 +65,8 @@ async def test_values_never_travel_in_clear() -> None:
         assert "value='***'" in repr(again)
         listed = [s async for s in client.managed_secrets.list("")]
         assert [s.value for s in listed] == [b""]
+        assert [s.id async for s in client.managed_secrets.list_by_actor("")] == [made.id]
+        assert (await client.managed_secrets.validate(made.id)).valid
     methods = [name for name, _, _ in seen]
     assert "ManagedSecrets.Create" in methods and "ManagedSecrets.Retrieve" in methods
     for _name, request, answer in seen:

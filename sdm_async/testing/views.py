@@ -233,6 +233,43 @@ def healthcheck(b: Backend, m: Method, req: Message) -> Message | Reply:
     return m.response()  # the API only schedules the check
 
 
+def account_permissions(b: Backend, m: Method, req: Message) -> Message | Reply:
+    """`AccountPermissions.List`: the permissions of every token, as granted."""
+    item = schema.message_class("AccountPermission")
+    found = []
+    for record in b.tables["Accounts"].records.values():
+        kind, token = schema.member(record.msg)
+        if kind == "token":
+            for permission in token.permissions:
+                found.append(
+                    item(account_id=token.id, permission=permission, granted_at=token.created_at)
+                )
+    return b.derived_page(m, req, found)
+
+
+def all_of(service: str) -> Handler:
+    """A list of every object of `service` (filtered, paged): what an emulator can say of
+    lists scoped by the caller or a related object."""
+
+    def handler(b: Backend, m: Method, req: Message) -> Message | Reply:
+        return b.derived_page(m, req, [r.msg for r in b.tables[service].records.values()])
+
+    return handler
+
+
+def validate_secret(b: Backend, m: Method, req: Message) -> Message | Reply:
+    if b.tables["ManagedSecrets"].get(req.id) is None:
+        raise not_found(f"managed secret {req.id!r} not found")
+    return m.response(valid=True)
+
+
+def tcp_probe(b: Backend, m: Method, req: Message) -> Message | Reply:
+    """`Nodes.TCPProbe`: the node must exist; the probe itself cannot happen here."""
+    if b.tables["Nodes"].get(req.node_id) is None:
+        raise not_found(f"node {req.node_id!r} not found")
+    return m.response(succeeded=False, error="the emulator does not reach the network")
+
+
 def _words(name: str) -> str:
     """`AccountAttachment` -> `account attachment`."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
@@ -259,6 +296,11 @@ SPECIAL: dict[str, Handler] = {
     "Organizations.GetMFA": get_mfa,
     "Organizations.UpdateMFA": update_mfa,
     "Organizations.TestMFA": test_mfa,
+    "AccountPermissions.List": account_permissions,
+    "ManagedSecrets.ListByActor": all_of("ManagedSecrets"),
+    "ManagedSecrets.Validate": validate_secret,
+    "SecretEngines.ListSecretStores": all_of("SecretStores"),
+    "Nodes.TCPProbe": tcp_probe,
 }
 MFA_JOURNAL_KEY = "organization-mfa"  # the journal's key for the MFA settings
 
