@@ -67,6 +67,9 @@ async def test_values_never_travel_in_clear() -> None:
         assert [s.value for s in listed] == [b""]
         assert [s.id async for s in client.managed_secrets.list_by_actor("")] == [made.id]
         assert (await client.managed_secrets.validate(made.id)).valid
+        await client.managed_secrets.force_delete(made.id)
+        with pytest.raises(sdm_async.errors.NotFoundError):
+            await client.managed_secrets.retrieve(made.id)
     methods = [name for name, _, _ in seen]
     assert "ManagedSecrets.Create" in methods and "ManagedSecrets.Retrieve" in methods
     for _name, request, answer in seen:

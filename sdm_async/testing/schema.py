@@ -63,6 +63,8 @@ def methods() -> dict[str, Method]:
             req, resp = message_class(req_name), message_class(resp_name)
             if kind == "list" and name != "List":
                 kind = name.lower()  # ListByActor, Logs, ListSecretStores: not the generic list
+            if name == "ForceDelete":
+                kind = "delete"  # what it forces past does not exist in an emulator
             field = _item_field(kind, req.DESCRIPTOR, resp.DESCRIPTOR)
             holder = resp.DESCRIPTOR if kind == "list" else req.DESCRIPTOR
             item = (
