@@ -260,7 +260,7 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
         head = f"    async def {m.py_name}(self, {sig + ', ' if sig else ''}"
         lines.append(head + f"timeout: float | None = None) -> {resp}:")
         lines.append(
-            f'        """`{svc.name}.{m.name}`. `timeout` is seconds for the whole call, '
+            f'        """{_summary(svc, m)} `timeout` is seconds for the whole call, '
             'retries and waits included (None: no deadline)."""'
         )
     lines.append(f"        req = {_pb(schema, m.request)}()")
@@ -285,6 +285,23 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
     else:
         lines.append(f"        return from_pb_{resp}(await self._call({info}, req, timeout))")
     return lines
+
+
+_VERBS = {
+    "Create": "Create one {noun}",
+    "Get": "The {noun} with this id",
+    "Update": "Replace the {noun} that has this object's id",
+    "Delete": "Delete the {noun} with this id",
+}
+
+
+def _summary(svc: Service, m: Method) -> str:
+    """The first words of a method's docstring: what it does, and the RPC it calls."""
+    verb = _VERBS.get(m.name)
+    if verb is None:
+        return f"`{svc.name}.{m.name}`."
+    noun = m.response.removesuffix(f"{m.name}Response") or svc.name
+    return f"{verb.format(noun=noun)} (`{svc.name}.{m.name}`)."
 
 
 def _param_type(p: Field) -> str:

@@ -23,7 +23,7 @@ class AccountAttachments(_Service):
     """The `AccountAttachments` service of the StrongDM API."""
 
     async def create(self, account_attachment: AccountAttachment | None, timeout: float | None = None) -> AccountAttachmentCreateResponse:
-        """`AccountAttachments.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one AccountAttachment (`AccountAttachments.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_attachments_pb2.AccountAttachmentCreateRequest()
         try:
             to_pb_AccountAttachment(account_attachment, req.account_attachment)
@@ -32,7 +32,7 @@ class AccountAttachments(_Service):
         return from_pb_AccountAttachmentCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountAttachmentGetResponse:
-        """`AccountAttachments.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The AccountAttachment with this id (`AccountAttachments.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_attachments_pb2.AccountAttachmentGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class AccountAttachments(_Service):
         return from_pb_AccountAttachmentGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountAttachmentDeleteResponse:
-        """`AccountAttachments.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the AccountAttachment with this id (`AccountAttachments.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_attachments_pb2.AccountAttachmentDeleteRequest()
         try:
             req.id = id

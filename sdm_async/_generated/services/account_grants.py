@@ -23,7 +23,7 @@ class AccountGrants(_Service):
     """The `AccountGrants` service of the StrongDM API."""
 
     async def create(self, account_grant: AccountGrant | None, timeout: float | None = None) -> AccountGrantCreateResponse:
-        """`AccountGrants.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one AccountGrant (`AccountGrants.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantCreateRequest()
         try:
             to_pb_AccountGrant(account_grant, req.account_grant)
@@ -32,7 +32,7 @@ class AccountGrants(_Service):
         return from_pb_AccountGrantCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGrantGetResponse:
-        """`AccountGrants.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The AccountGrant with this id (`AccountGrants.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class AccountGrants(_Service):
         return from_pb_AccountGrantGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountGrantDeleteResponse:
-        """`AccountGrants.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the AccountGrant with this id (`AccountGrants.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = account_grants_pb2.AccountGrantDeleteRequest()
         try:
             req.id = id

@@ -24,7 +24,7 @@ class Accounts(_Service):
     """The `Accounts` service of the StrongDM API."""
 
     async def create(self, account: Account | None, timeout: float | None = None) -> AccountCreateResponse:
-        """`Accounts.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Account (`Accounts.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountCreateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -33,7 +33,7 @@ class Accounts(_Service):
         return from_pb_AccountCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGetResponse:
-        """`Accounts.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Account with this id (`Accounts.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class Accounts(_Service):
         return from_pb_AccountGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, account: Account | None, timeout: float | None = None) -> AccountUpdateResponse:
-        """`Accounts.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Account that has this object's id (`Accounts.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountUpdateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -53,7 +53,7 @@ class Accounts(_Service):
         return from_pb_AccountUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountDeleteResponse:
-        """`Accounts.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Account with this id (`Accounts.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_pb2.AccountDeleteRequest()
         try:
             req.id = id

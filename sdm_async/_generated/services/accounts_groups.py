@@ -23,7 +23,7 @@ class AccountsGroups(_Service):
     """The `AccountsGroups` service of the StrongDM API."""
 
     async def create(self, account_group: AccountGroup | None, timeout: float | None = None) -> AccountGroupCreateResponse:
-        """`AccountsGroups.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one AccountGroup (`AccountsGroups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_groups_pb2.AccountGroupCreateRequest()
         try:
             to_pb_AccountGroup(account_group, req.account_group)
@@ -32,7 +32,7 @@ class AccountsGroups(_Service):
         return from_pb_AccountGroupCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGroupGetResponse:
-        """`AccountsGroups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The AccountGroup with this id (`AccountsGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_groups_pb2.AccountGroupGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class AccountsGroups(_Service):
         return from_pb_AccountGroupGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountGroupDeleteResponse:
-        """`AccountsGroups.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the AccountGroup with this id (`AccountsGroups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = accounts_groups_pb2.AccountGroupDeleteRequest()
         try:
             req.id = id

@@ -21,7 +21,7 @@ class Activities(_Service):
     """The `Activities` service of the StrongDM API."""
 
     async def get(self, id: str, timeout: float | None = None) -> ActivityGetResponse:
-        """`Activities.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Activity with this id (`Activities.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = activities_pb2.ActivityGetRequest()
         try:
             req.id = id

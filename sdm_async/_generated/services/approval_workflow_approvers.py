@@ -23,7 +23,7 @@ class ApprovalWorkflowApprovers(_Service):
     """The `ApprovalWorkflowApprovers` service of the StrongDM API."""
 
     async def create(self, approval_workflow_approver: ApprovalWorkflowApprover | None, timeout: float | None = None) -> ApprovalWorkflowApproverCreateResponse:
-        """`ApprovalWorkflowApprovers.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one ApprovalWorkflowApprover (`ApprovalWorkflowApprovers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverCreateRequest()
         try:
             to_pb_ApprovalWorkflowApprover(approval_workflow_approver, req.approval_workflow_approver)
@@ -32,7 +32,7 @@ class ApprovalWorkflowApprovers(_Service):
         return from_pb_ApprovalWorkflowApproverCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowApproverGetResponse:
-        """`ApprovalWorkflowApprovers.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The ApprovalWorkflowApprover with this id (`ApprovalWorkflowApprovers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class ApprovalWorkflowApprovers(_Service):
         return from_pb_ApprovalWorkflowApproverGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowApproverDeleteResponse:
-        """`ApprovalWorkflowApprovers.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the ApprovalWorkflowApprover with this id (`ApprovalWorkflowApprovers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverDeleteRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class ApprovalWorkflowSteps(_Service):
     """The `ApprovalWorkflowSteps` service of the StrongDM API."""
 
     async def create(self, approval_workflow_step: ApprovalWorkflowStep | None, timeout: float | None = None) -> ApprovalWorkflowStepCreateResponse:
-        """`ApprovalWorkflowSteps.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one ApprovalWorkflowStep (`ApprovalWorkflowSteps.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepCreateRequest()
         try:
             to_pb_ApprovalWorkflowStep(approval_workflow_step, req.approval_workflow_step)
@@ -32,7 +32,7 @@ class ApprovalWorkflowSteps(_Service):
         return from_pb_ApprovalWorkflowStepCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowStepGetResponse:
-        """`ApprovalWorkflowSteps.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The ApprovalWorkflowStep with this id (`ApprovalWorkflowSteps.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class ApprovalWorkflowSteps(_Service):
         return from_pb_ApprovalWorkflowStepGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowStepDeleteResponse:
-        """`ApprovalWorkflowSteps.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the ApprovalWorkflowStep with this id (`ApprovalWorkflowSteps.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepDeleteRequest()
         try:
             req.id = id

@@ -24,7 +24,7 @@ class ApprovalWorkflows(_Service):
     """The `ApprovalWorkflows` service of the StrongDM API."""
 
     async def create(self, approval_workflow: ApprovalWorkflow | None, timeout: float | None = None) -> ApprovalWorkflowCreateResponse:
-        """`ApprovalWorkflows.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one ApprovalWorkflow (`ApprovalWorkflows.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflows_pb2.ApprovalWorkflowCreateRequest()
         try:
             to_pb_ApprovalWorkflow(approval_workflow, req.approval_workflow)
@@ -33,7 +33,7 @@ class ApprovalWorkflows(_Service):
         return from_pb_ApprovalWorkflowCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowGetResponse:
-        """`ApprovalWorkflows.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The ApprovalWorkflow with this id (`ApprovalWorkflows.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflows_pb2.ApprovalWorkflowGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class ApprovalWorkflows(_Service):
         return from_pb_ApprovalWorkflowGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowDeleteResponse:
-        """`ApprovalWorkflows.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the ApprovalWorkflow with this id (`ApprovalWorkflows.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflows_pb2.ApprovalWorkflowDeleteRequest()
         try:
             req.id = id
@@ -53,7 +53,7 @@ class ApprovalWorkflows(_Service):
         return from_pb_ApprovalWorkflowDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def update(self, approval_workflow: ApprovalWorkflow | None, timeout: float | None = None) -> ApprovalWorkflowUpdateResponse:
-        """`ApprovalWorkflows.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the ApprovalWorkflow that has this object's id (`ApprovalWorkflows.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = approval_workflows_pb2.ApprovalWorkflowUpdateRequest()
         try:
             to_pb_ApprovalWorkflow(approval_workflow, req.approval_workflow)

@@ -24,7 +24,7 @@ class DiscoveryConnectors(_Service):
     """The `DiscoveryConnectors` service of the StrongDM API."""
 
     async def create(self, connector: Connector | None, timeout: float | None = None) -> ConnectorCreateResponse:
-        """`DiscoveryConnectors.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Connector (`DiscoveryConnectors.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = discovery_connectors_pb2.ConnectorCreateRequest()
         try:
             to_pb_Connector(connector, req.connector)
@@ -33,7 +33,7 @@ class DiscoveryConnectors(_Service):
         return from_pb_ConnectorCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ConnectorGetResponse:
-        """`DiscoveryConnectors.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Connector with this id (`DiscoveryConnectors.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = discovery_connectors_pb2.ConnectorGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class DiscoveryConnectors(_Service):
         return from_pb_ConnectorGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, connector: Connector | None, timeout: float | None = None) -> ConnectorUpdateResponse:
-        """`DiscoveryConnectors.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Connector that has this object's id (`DiscoveryConnectors.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = discovery_connectors_pb2.ConnectorUpdateRequest()
         try:
             to_pb_Connector(connector, req.connector)
@@ -53,7 +53,7 @@ class DiscoveryConnectors(_Service):
         return from_pb_ConnectorUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ConnectorDeleteResponse:
-        """`DiscoveryConnectors.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Connector with this id (`DiscoveryConnectors.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = discovery_connectors_pb2.ConnectorDeleteRequest()
         try:
             req.id = id

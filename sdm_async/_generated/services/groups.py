@@ -25,7 +25,7 @@ class Groups(_Service):
     """The `Groups` service of the StrongDM API."""
 
     async def create(self, group: Group | None, timeout: float | None = None) -> GroupCreateResponse:
-        """`Groups.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Group (`Groups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupCreateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -44,7 +44,7 @@ class Groups(_Service):
         return from_pb_GroupCreateFromRolesResponse(await self._call(_CREATE_FROM_ROLES, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> GroupGetResponse:
-        """`Groups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Group with this id (`Groups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupGetRequest()
         try:
             req.id = id
@@ -55,7 +55,7 @@ class Groups(_Service):
         return from_pb_GroupGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, group: Group | None, timeout: float | None = None) -> GroupUpdateResponse:
-        """`Groups.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Group that has this object's id (`Groups.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupUpdateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -64,7 +64,7 @@ class Groups(_Service):
         return from_pb_GroupUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> GroupDeleteResponse:
-        """`Groups.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Group with this id (`Groups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_pb2.GroupDeleteRequest()
         try:
             req.id = id

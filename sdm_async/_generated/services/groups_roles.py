@@ -23,7 +23,7 @@ class GroupsRoles(_Service):
     """The `GroupsRoles` service of the StrongDM API."""
 
     async def create(self, group_role: GroupRole | None, timeout: float | None = None) -> GroupRoleCreateResponse:
-        """`GroupsRoles.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one GroupRole (`GroupsRoles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_roles_pb2.GroupRoleCreateRequest()
         try:
             to_pb_GroupRole(group_role, req.group_role)
@@ -32,7 +32,7 @@ class GroupsRoles(_Service):
         return from_pb_GroupRoleCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> GroupRoleGetResponse:
-        """`GroupsRoles.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The GroupRole with this id (`GroupsRoles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_roles_pb2.GroupRoleGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class GroupsRoles(_Service):
         return from_pb_GroupRoleGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> GroupRoleDeleteResponse:
-        """`GroupsRoles.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the GroupRole with this id (`GroupsRoles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = groups_roles_pb2.GroupRoleDeleteRequest()
         try:
             req.id = id

@@ -24,7 +24,7 @@ class IdentityAliases(_Service):
     """The `IdentityAliases` service of the StrongDM API."""
 
     async def create(self, identity_alias: IdentityAlias | None, timeout: float | None = None) -> IdentityAliasCreateResponse:
-        """`IdentityAliases.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one IdentityAlias (`IdentityAliases.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_aliases_pb2.IdentityAliasCreateRequest()
         try:
             to_pb_IdentityAlias(identity_alias, req.identity_alias)
@@ -33,7 +33,7 @@ class IdentityAliases(_Service):
         return from_pb_IdentityAliasCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> IdentityAliasGetResponse:
-        """`IdentityAliases.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The IdentityAlias with this id (`IdentityAliases.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_aliases_pb2.IdentityAliasGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class IdentityAliases(_Service):
         return from_pb_IdentityAliasGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, identity_alias: IdentityAlias | None, timeout: float | None = None) -> IdentityAliasUpdateResponse:
-        """`IdentityAliases.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the IdentityAlias that has this object's id (`IdentityAliases.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_aliases_pb2.IdentityAliasUpdateRequest()
         try:
             to_pb_IdentityAlias(identity_alias, req.identity_alias)
@@ -53,7 +53,7 @@ class IdentityAliases(_Service):
         return from_pb_IdentityAliasUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> IdentityAliasDeleteResponse:
-        """`IdentityAliases.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the IdentityAlias with this id (`IdentityAliases.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_aliases_pb2.IdentityAliasDeleteRequest()
         try:
             req.id = id

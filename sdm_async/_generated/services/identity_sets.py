@@ -24,7 +24,7 @@ class IdentitySets(_Service):
     """The `IdentitySets` service of the StrongDM API."""
 
     async def create(self, identity_set: IdentitySet | None, timeout: float | None = None) -> IdentitySetCreateResponse:
-        """`IdentitySets.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one IdentitySet (`IdentitySets.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_sets_pb2.IdentitySetCreateRequest()
         try:
             to_pb_IdentitySet(identity_set, req.identity_set)
@@ -33,7 +33,7 @@ class IdentitySets(_Service):
         return from_pb_IdentitySetCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> IdentitySetGetResponse:
-        """`IdentitySets.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The IdentitySet with this id (`IdentitySets.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_sets_pb2.IdentitySetGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class IdentitySets(_Service):
         return from_pb_IdentitySetGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, identity_set: IdentitySet | None, timeout: float | None = None) -> IdentitySetUpdateResponse:
-        """`IdentitySets.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the IdentitySet that has this object's id (`IdentitySets.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_sets_pb2.IdentitySetUpdateRequest()
         try:
             to_pb_IdentitySet(identity_set, req.identity_set)
@@ -53,7 +53,7 @@ class IdentitySets(_Service):
         return from_pb_IdentitySetUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> IdentitySetDeleteResponse:
-        """`IdentitySets.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the IdentitySet with this id (`IdentitySets.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = identity_sets_pb2.IdentitySetDeleteRequest()
         try:
             req.id = id

@@ -48,7 +48,7 @@ class ManagedSecrets(_Service):
         return self._pager(_LIST_BY_ACTOR, req, timeout, "managed_secrets", from_pb_ManagedSecret)
 
     async def create(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretCreateResponse:
-        """`ManagedSecrets.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one ManagedSecret (`ManagedSecrets.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretCreateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -57,7 +57,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def update(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretUpdateResponse:
-        """`ManagedSecrets.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the ManagedSecret that has this object's id (`ManagedSecrets.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretUpdateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -75,7 +75,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretRotateResponse(await self._call(_ROTATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ManagedSecretDeleteResponse:
-        """`ManagedSecrets.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the ManagedSecret with this id (`ManagedSecrets.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretDeleteRequest()
         try:
             req.id = id
@@ -93,7 +93,7 @@ class ManagedSecrets(_Service):
         return from_pb_ManagedSecretDeleteResponse(await self._call(_FORCE_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ManagedSecretGetResponse:
-        """`ManagedSecrets.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The ManagedSecret with this id (`ManagedSecrets.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = managed_secrets_pb2.ManagedSecretGetRequest()
         try:
             req.id = id

@@ -25,7 +25,7 @@ class Nodes(_Service):
     """The `Nodes` service of the StrongDM API."""
 
     async def create(self, node: Node | None, timeout: float | None = None) -> NodeCreateResponse:
-        """`Nodes.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Node (`Nodes.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeCreateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -34,7 +34,7 @@ class Nodes(_Service):
         return from_pb_NodeCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> NodeGetResponse:
-        """`Nodes.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Node with this id (`Nodes.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeGetRequest()
         try:
             req.id = id
@@ -45,7 +45,7 @@ class Nodes(_Service):
         return from_pb_NodeGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, node: Node | None, timeout: float | None = None) -> NodeUpdateResponse:
-        """`Nodes.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Node that has this object's id (`Nodes.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeUpdateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -54,7 +54,7 @@ class Nodes(_Service):
         return from_pb_NodeUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> NodeDeleteResponse:
-        """`Nodes.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Node with this id (`Nodes.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = nodes_pb2.NodeDeleteRequest()
         try:
             req.id = id

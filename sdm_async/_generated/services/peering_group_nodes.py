@@ -23,7 +23,7 @@ class PeeringGroupNodes(_Service):
     """The `PeeringGroupNodes` service of the StrongDM API."""
 
     async def create(self, peering_group_node: PeeringGroupNode | None, timeout: float | None = None) -> PeeringGroupNodeCreateResponse:
-        """`PeeringGroupNodes.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one PeeringGroupNode (`PeeringGroupNodes.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeCreateRequest()
         try:
             to_pb_PeeringGroupNode(peering_group_node, req.peering_group_node)
@@ -32,7 +32,7 @@ class PeeringGroupNodes(_Service):
         return from_pb_PeeringGroupNodeCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupNodeDeleteResponse:
-        """`PeeringGroupNodes.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the PeeringGroupNode with this id (`PeeringGroupNodes.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeDeleteRequest()
         try:
             req.id = id
@@ -41,7 +41,7 @@ class PeeringGroupNodes(_Service):
         return from_pb_PeeringGroupNodeDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupNodeGetResponse:
-        """`PeeringGroupNodes.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The PeeringGroupNode with this id (`PeeringGroupNodes.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_nodes_pb2.PeeringGroupNodeGetRequest()
         try:
             req.id = id

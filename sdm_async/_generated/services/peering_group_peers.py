@@ -23,7 +23,7 @@ class PeeringGroupPeers(_Service):
     """The `PeeringGroupPeers` service of the StrongDM API."""
 
     async def create(self, peering_group_peer: PeeringGroupPeer | None, timeout: float | None = None) -> PeeringGroupPeerCreateResponse:
-        """`PeeringGroupPeers.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one PeeringGroupPeer (`PeeringGroupPeers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_peers_pb2.PeeringGroupPeerCreateRequest()
         try:
             to_pb_PeeringGroupPeer(peering_group_peer, req.peering_group_peer)
@@ -32,7 +32,7 @@ class PeeringGroupPeers(_Service):
         return from_pb_PeeringGroupPeerCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupPeerDeleteResponse:
-        """`PeeringGroupPeers.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the PeeringGroupPeer with this id (`PeeringGroupPeers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_peers_pb2.PeeringGroupPeerDeleteRequest()
         try:
             req.id = id
@@ -41,7 +41,7 @@ class PeeringGroupPeers(_Service):
         return from_pb_PeeringGroupPeerDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupPeerGetResponse:
-        """`PeeringGroupPeers.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The PeeringGroupPeer with this id (`PeeringGroupPeers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_peers_pb2.PeeringGroupPeerGetRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class PeeringGroupResources(_Service):
     """The `PeeringGroupResources` service of the StrongDM API."""
 
     async def create(self, peering_group_resource: PeeringGroupResource | None, timeout: float | None = None) -> PeeringGroupResourceCreateResponse:
-        """`PeeringGroupResources.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one PeeringGroupResource (`PeeringGroupResources.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceCreateRequest()
         try:
             to_pb_PeeringGroupResource(peering_group_resource, req.peering_group_resource)
@@ -32,7 +32,7 @@ class PeeringGroupResources(_Service):
         return from_pb_PeeringGroupResourceCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupResourceDeleteResponse:
-        """`PeeringGroupResources.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the PeeringGroupResource with this id (`PeeringGroupResources.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceDeleteRequest()
         try:
             req.id = id
@@ -41,7 +41,7 @@ class PeeringGroupResources(_Service):
         return from_pb_PeeringGroupResourceDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupResourceGetResponse:
-        """`PeeringGroupResources.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The PeeringGroupResource with this id (`PeeringGroupResources.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_group_resources_pb2.PeeringGroupResourceGetRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class PeeringGroups(_Service):
     """The `PeeringGroups` service of the StrongDM API."""
 
     async def create(self, peering_group: PeeringGroup | None, timeout: float | None = None) -> PeeringGroupCreateResponse:
-        """`PeeringGroups.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one PeeringGroup (`PeeringGroups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupCreateRequest()
         try:
             to_pb_PeeringGroup(peering_group, req.peering_group)
@@ -32,7 +32,7 @@ class PeeringGroups(_Service):
         return from_pb_PeeringGroupCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupDeleteResponse:
-        """`PeeringGroups.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the PeeringGroup with this id (`PeeringGroups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupDeleteRequest()
         try:
             req.id = id
@@ -41,7 +41,7 @@ class PeeringGroups(_Service):
         return from_pb_PeeringGroupDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupGetResponse:
-        """`PeeringGroups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The PeeringGroup with this id (`PeeringGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = peering_groups_pb2.PeeringGroupGetRequest()
         try:
             req.id = id

@@ -24,7 +24,7 @@ class Policies(_Service):
     """The `Policies` service of the StrongDM API."""
 
     async def create(self, policy: Policy | None, timeout: float | None = None) -> PolicyCreateResponse:
-        """`Policies.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Policy (`Policies.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyCreateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -33,7 +33,7 @@ class Policies(_Service):
         return from_pb_PolicyCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> PolicyDeleteResponse:
-        """`Policies.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Policy with this id (`Policies.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyDeleteRequest()
         try:
             req.id = id
@@ -42,7 +42,7 @@ class Policies(_Service):
         return from_pb_PolicyDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def update(self, policy: Policy | None, timeout: float | None = None) -> PolicyUpdateResponse:
-        """`Policies.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Policy that has this object's id (`Policies.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyUpdateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -51,7 +51,7 @@ class Policies(_Service):
         return from_pb_PolicyUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> PolicyGetResponse:
-        """`Policies.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Policy with this id (`Policies.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = policies_pb2.PolicyGetRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class ProxyClusterKeys(_Service):
     """The `ProxyClusterKeys` service of the StrongDM API."""
 
     async def create(self, proxy_cluster_key: ProxyClusterKey | None, timeout: float | None = None) -> ProxyClusterKeyCreateResponse:
-        """`ProxyClusterKeys.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one ProxyClusterKey (`ProxyClusterKeys.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyCreateRequest()
         try:
             to_pb_ProxyClusterKey(proxy_cluster_key, req.proxy_cluster_key)
@@ -32,7 +32,7 @@ class ProxyClusterKeys(_Service):
         return from_pb_ProxyClusterKeyCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ProxyClusterKeyGetResponse:
-        """`ProxyClusterKeys.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The ProxyClusterKey with this id (`ProxyClusterKeys.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class ProxyClusterKeys(_Service):
         return from_pb_ProxyClusterKeyGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ProxyClusterKeyDeleteResponse:
-        """`ProxyClusterKeys.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the ProxyClusterKey with this id (`ProxyClusterKeys.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = proxy_cluster_keys_pb2.ProxyClusterKeyDeleteRequest()
         try:
             req.id = id

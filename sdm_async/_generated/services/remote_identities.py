@@ -24,7 +24,7 @@ class RemoteIdentities(_Service):
     """The `RemoteIdentities` service of the StrongDM API."""
 
     async def create(self, remote_identity: RemoteIdentity | None, timeout: float | None = None) -> RemoteIdentityCreateResponse:
-        """`RemoteIdentities.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one RemoteIdentity (`RemoteIdentities.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identities_pb2.RemoteIdentityCreateRequest()
         try:
             to_pb_RemoteIdentity(remote_identity, req.remote_identity)
@@ -33,7 +33,7 @@ class RemoteIdentities(_Service):
         return from_pb_RemoteIdentityCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> RemoteIdentityGetResponse:
-        """`RemoteIdentities.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The RemoteIdentity with this id (`RemoteIdentities.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identities_pb2.RemoteIdentityGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class RemoteIdentities(_Service):
         return from_pb_RemoteIdentityGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, remote_identity: RemoteIdentity | None, timeout: float | None = None) -> RemoteIdentityUpdateResponse:
-        """`RemoteIdentities.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the RemoteIdentity that has this object's id (`RemoteIdentities.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identities_pb2.RemoteIdentityUpdateRequest()
         try:
             to_pb_RemoteIdentity(remote_identity, req.remote_identity)
@@ -53,7 +53,7 @@ class RemoteIdentities(_Service):
         return from_pb_RemoteIdentityUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> RemoteIdentityDeleteResponse:
-        """`RemoteIdentities.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the RemoteIdentity with this id (`RemoteIdentities.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identities_pb2.RemoteIdentityDeleteRequest()
         try:
             req.id = id

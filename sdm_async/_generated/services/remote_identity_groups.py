@@ -21,7 +21,7 @@ class RemoteIdentityGroups(_Service):
     """The `RemoteIdentityGroups` service of the StrongDM API."""
 
     async def get(self, id: str, timeout: float | None = None) -> RemoteIdentityGroupGetResponse:
-        """`RemoteIdentityGroups.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The RemoteIdentityGroup with this id (`RemoteIdentityGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = remote_identity_groups_pb2.RemoteIdentityGroupGetRequest()
         try:
             req.id = id

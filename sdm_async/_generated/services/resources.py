@@ -37,7 +37,7 @@ class Resources(_Service):
         return self._pager(_ENUMERATE_TAGS, req, timeout, "matches", from_pb_Tag)
 
     async def create(self, resource: Resource | None, timeout: float | None = None) -> ResourceCreateResponse:
-        """`Resources.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Resource (`Resources.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceCreateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -46,7 +46,7 @@ class Resources(_Service):
         return from_pb_ResourceCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> ResourceGetResponse:
-        """`Resources.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Resource with this id (`Resources.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceGetRequest()
         try:
             req.id = id
@@ -57,7 +57,7 @@ class Resources(_Service):
         return from_pb_ResourceGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, resource: Resource | None, timeout: float | None = None) -> ResourceUpdateResponse:
-        """`Resources.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Resource that has this object's id (`Resources.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceUpdateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -66,7 +66,7 @@ class Resources(_Service):
         return from_pb_ResourceUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> ResourceDeleteResponse:
-        """`Resources.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Resource with this id (`Resources.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = resources_pb2.ResourceDeleteRequest()
         try:
             req.id = id

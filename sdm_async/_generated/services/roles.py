@@ -24,7 +24,7 @@ class Roles(_Service):
     """The `Roles` service of the StrongDM API."""
 
     async def create(self, role: Role | None, timeout: float | None = None) -> RoleCreateResponse:
-        """`Roles.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Role (`Roles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleCreateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -33,7 +33,7 @@ class Roles(_Service):
         return from_pb_RoleCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> RoleGetResponse:
-        """`Roles.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Role with this id (`Roles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class Roles(_Service):
         return from_pb_RoleGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, role: Role | None, timeout: float | None = None) -> RoleUpdateResponse:
-        """`Roles.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Role that has this object's id (`Roles.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleUpdateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -53,7 +53,7 @@ class Roles(_Service):
         return from_pb_RoleUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleDeleteResponse:
-        """`Roles.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Role with this id (`Roles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = roles_pb2.RoleDeleteRequest()
         try:
             req.id = id

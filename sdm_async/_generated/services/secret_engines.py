@@ -41,7 +41,7 @@ class SecretEngines(_Service):
         return self._pager(_LIST, req, timeout, "secret_engines", from_pb_SecretEngine)
 
     async def get(self, id: str, timeout: float | None = None) -> SecretEngineGetResponse:
-        """`SecretEngines.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The SecretEngine with this id (`SecretEngines.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineGetRequest()
         try:
             req.id = id
@@ -52,7 +52,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineGetResponse(await self._call(_GET, req, timeout))
 
     async def create(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineCreateResponse:
-        """`SecretEngines.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one SecretEngine (`SecretEngines.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineCreateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -61,7 +61,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def update(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineUpdateResponse:
-        """`SecretEngines.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the SecretEngine that has this object's id (`SecretEngines.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineUpdateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -70,7 +70,7 @@ class SecretEngines(_Service):
         return from_pb_SecretEngineUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> SecretEngineDeleteResponse:
-        """`SecretEngines.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the SecretEngine with this id (`SecretEngines.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_engines_pb2.SecretEngineDeleteRequest()
         try:
             req.id = id

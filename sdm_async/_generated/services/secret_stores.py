@@ -25,7 +25,7 @@ class SecretStores(_Service):
     """The `SecretStores` service of the StrongDM API."""
 
     async def create(self, secret_store: SecretStore | None, timeout: float | None = None) -> SecretStoreCreateResponse:
-        """`SecretStores.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one SecretStore (`SecretStores.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_stores_pb2.SecretStoreCreateRequest()
         try:
             to_pb_SecretStore(secret_store, req.secret_store)
@@ -34,7 +34,7 @@ class SecretStores(_Service):
         return from_pb_SecretStoreCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> SecretStoreGetResponse:
-        """`SecretStores.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The SecretStore with this id (`SecretStores.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_stores_pb2.SecretStoreGetRequest()
         try:
             req.id = id
@@ -45,7 +45,7 @@ class SecretStores(_Service):
         return from_pb_SecretStoreGetResponse(await self._call(_GET, req, timeout))
 
     async def update(self, secret_store: SecretStore | None, timeout: float | None = None) -> SecretStoreUpdateResponse:
-        """`SecretStores.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the SecretStore that has this object's id (`SecretStores.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_stores_pb2.SecretStoreUpdateRequest()
         try:
             to_pb_SecretStore(secret_store, req.secret_store)
@@ -54,7 +54,7 @@ class SecretStores(_Service):
         return from_pb_SecretStoreUpdateResponse(await self._call(_UPDATE, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> SecretStoreDeleteResponse:
-        """`SecretStores.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the SecretStore with this id (`SecretStores.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = secret_stores_pb2.SecretStoreDeleteRequest()
         try:
             req.id = id

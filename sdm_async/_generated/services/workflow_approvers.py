@@ -23,7 +23,7 @@ class WorkflowApprovers(_Service):
     """The `WorkflowApprovers` service of the StrongDM API."""
 
     async def create(self, workflow_approver: WorkflowApprover | None, timeout: float | None = None) -> WorkflowApproversCreateResponse:
-        """`WorkflowApprovers.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one WorkflowApprovers (`WorkflowApprovers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproversCreateRequest()
         try:
             to_pb_WorkflowApprover(workflow_approver, req.workflow_approver)
@@ -32,7 +32,7 @@ class WorkflowApprovers(_Service):
         return from_pb_WorkflowApproversCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowApproverGetResponse:
-        """`WorkflowApprovers.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The WorkflowApprover with this id (`WorkflowApprovers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproverGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class WorkflowApprovers(_Service):
         return from_pb_WorkflowApproverGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowApproversDeleteResponse:
-        """`WorkflowApprovers.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the WorkflowApprovers with this id (`WorkflowApprovers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_approvers_pb2.WorkflowApproversDeleteRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class WorkflowRoles(_Service):
     """The `WorkflowRoles` service of the StrongDM API."""
 
     async def create(self, workflow_role: WorkflowRole | None, timeout: float | None = None) -> WorkflowRolesCreateResponse:
-        """`WorkflowRoles.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one WorkflowRoles (`WorkflowRoles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_roles_pb2.WorkflowRolesCreateRequest()
         try:
             to_pb_WorkflowRole(workflow_role, req.workflow_role)
@@ -32,7 +32,7 @@ class WorkflowRoles(_Service):
         return from_pb_WorkflowRolesCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowRoleGetResponse:
-        """`WorkflowRoles.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The WorkflowRole with this id (`WorkflowRoles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_roles_pb2.WorkflowRoleGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class WorkflowRoles(_Service):
         return from_pb_WorkflowRoleGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowRolesDeleteResponse:
-        """`WorkflowRoles.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the WorkflowRoles with this id (`WorkflowRoles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflow_roles_pb2.WorkflowRolesDeleteRequest()
         try:
             req.id = id

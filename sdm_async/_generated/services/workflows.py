@@ -24,7 +24,7 @@ class Workflows(_Service):
     """The `Workflows` service of the StrongDM API."""
 
     async def create(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowCreateResponse:
-        """`Workflows.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one Workflow (`Workflows.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowCreateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)
@@ -33,7 +33,7 @@ class Workflows(_Service):
         return from_pb_WorkflowCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowGetResponse:
-        """`Workflows.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The Workflow with this id (`Workflows.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowGetRequest()
         try:
             req.id = id
@@ -44,7 +44,7 @@ class Workflows(_Service):
         return from_pb_WorkflowGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowDeleteResponse:
-        """`Workflows.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the Workflow with this id (`Workflows.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowDeleteRequest()
         try:
             req.id = id
@@ -53,7 +53,7 @@ class Workflows(_Service):
         return from_pb_WorkflowDeleteResponse(await self._call(_DELETE, req, timeout))
 
     async def update(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowUpdateResponse:
-        """`Workflows.Update`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Replace the Workflow that has this object's id (`Workflows.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = workflows_pb2.WorkflowUpdateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)

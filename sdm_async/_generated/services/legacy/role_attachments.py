@@ -23,7 +23,7 @@ class RoleAttachments(_Service):
     """The `RoleAttachments` service of the StrongDM API."""
 
     async def create(self, role_attachment: RoleAttachment | None, timeout: float | None = None) -> RoleAttachmentCreateResponse:
-        """`RoleAttachments.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one RoleAttachment (`RoleAttachments.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_attachments_pb2.RoleAttachmentCreateRequest()
         try:
             to_pb_RoleAttachment(role_attachment, req.role_attachment)
@@ -32,7 +32,7 @@ class RoleAttachments(_Service):
         return from_pb_RoleAttachmentCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> RoleAttachmentGetResponse:
-        """`RoleAttachments.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The RoleAttachment with this id (`RoleAttachments.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_attachments_pb2.RoleAttachmentGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class RoleAttachments(_Service):
         return from_pb_RoleAttachmentGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleAttachmentDeleteResponse:
-        """`RoleAttachments.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the RoleAttachment with this id (`RoleAttachments.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_attachments_pb2.RoleAttachmentDeleteRequest()
         try:
             req.id = id

@@ -23,7 +23,7 @@ class RoleGrants(_Service):
     """The `RoleGrants` service of the StrongDM API."""
 
     async def create(self, role_grant: RoleGrant | None, timeout: float | None = None) -> RoleGrantCreateResponse:
-        """`RoleGrants.Create`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Create one RoleGrant (`RoleGrants.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_grants_pb2.RoleGrantCreateRequest()
         try:
             to_pb_RoleGrant(role_grant, req.role_grant)
@@ -32,7 +32,7 @@ class RoleGrants(_Service):
         return from_pb_RoleGrantCreateResponse(await self._call(_CREATE, req, timeout))
 
     async def get(self, id: str, timeout: float | None = None) -> RoleGrantGetResponse:
-        """`RoleGrants.Get`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """The RoleGrant with this id (`RoleGrants.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_grants_pb2.RoleGrantGetRequest()
         try:
             req.id = id
@@ -43,7 +43,7 @@ class RoleGrants(_Service):
         return from_pb_RoleGrantGetResponse(await self._call(_GET, req, timeout))
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleGrantDeleteResponse:
-        """`RoleGrants.Delete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        """Delete the RoleGrant with this id (`RoleGrants.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
         req = legacy_role_grants_pb2.RoleGrantDeleteRequest()
         try:
             req.id = id
