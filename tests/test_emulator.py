@@ -644,3 +644,11 @@ async def test_permissions_probes_and_scoped_lists(client: sdm_async.Client) -> 
         await client.secret_stores.create(sdm_async.VaultTokenStore(name="v", server_address="v"))
     ).secret_store
     assert [s.id async for s in client.secret_engines.list_secret_stores("")] == [store.id]
+
+
+async def test_extra_keys_can_be_registered(emu: Emulator) -> None:
+    access, secret = emu.add_key(frozenset({sdm_async.Permission.ROLE_LIST}))
+    async with sdm_async.Client(access, secret, emu.address, True) as limited:
+        assert [r async for r in limited.roles.list("")] == []
+        with pytest.raises(errors.PermissionError):
+            await limited.roles.create(sdm_async.Role(name="nope"))

@@ -94,7 +94,6 @@ def new_key_pair() -> tuple[str, str]:
 class Keys:
     def __init__(self) -> None:
         self._keys: dict[str, Key] = {}
-        self._secrets: dict[str, str] = {}  # kept so that a journal can persist them
         self.suspended: set[str] = set()  # token account ids whose keys are refused
 
     def add(
@@ -106,19 +105,11 @@ class Keys:
     ) -> Key:
         key = Key(access_key, Signer(base64.b64decode(secret_key)), account_id, permissions)
         self._keys[access_key] = key
-        self._secrets[access_key] = secret_key
         return key
 
     def remove_account(self, account_id: str) -> None:
         for access_key in [k for k, v in self._keys.items() if v.account_id == account_id]:
             del self._keys[access_key]
-            del self._secrets[access_key]
-
-    def secret_of(self, access_key: str) -> str:
-        return self._secrets[access_key]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._keys.values()))
 
     def verify(self, method: str, body: bytes, metadata: Mapping[str, str]) -> Key:
         """The key that signed this call, or UNAUTHENTICATED saying what is wrong."""

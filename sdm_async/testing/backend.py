@@ -20,13 +20,14 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sdm_async._secrets import OAEP
 from sdm_async.testing import schema
 from sdm_async.testing.auth import Key, Keys, new_key_pair
 from sdm_async.testing.filters import FilterError, compile_filter
 from sdm_async.testing.schema import Message, Method, nanos
 from sdm_async.testing.status import ApiError, already_exists, bad_request, not_found
 from sdm_async.testing.tables import Change, Record, Table
-from sdm_async.testing.views import MFA_JOURNAL_KEY, SPECIAL, oaep
+from sdm_async.testing.views import MFA_JOURNAL_KEY, SPECIAL
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -320,7 +321,7 @@ class Backend:
         key = self.engine_keys.get(secret.secret_engine_id)
         if key is not None and value:
             try:
-                value = key.decrypt(value, oaep())
+                value = key.decrypt(value, OAEP)
             except ValueError:
                 pass  # not encrypted for this engine: taken as given
         self.secret_values[secret.id] = value

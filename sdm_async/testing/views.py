@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from sdm_async._secrets import OAEP
 from sdm_async.testing import schema
 from sdm_async.testing.schema import Message, Method, nanos
 from sdm_async.testing.status import bad_request, not_found
@@ -223,7 +224,7 @@ def retrieve_secret(b: Backend, m: Method, req: Message) -> Message | Reply:
     resp.managed_secret.CopyFrom(record.msg)
     value = b.secret_values.get(req.id, b"")
     if value:
-        resp.managed_secret.value = key.encrypt(value, oaep())
+        resp.managed_secret.value = key.encrypt(value, OAEP)
     return resp
 
 
@@ -273,10 +274,6 @@ def tcp_probe(b: Backend, m: Method, req: Message) -> Message | Reply:
 def _words(name: str) -> str:
     """`AccountAttachment` -> `account attachment`."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
-
-
-def oaep() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
 SPECIAL: dict[str, Handler] = {
