@@ -30,6 +30,8 @@ import sys
 import time
 from typing import Any
 
+from sdm_async import errors
+
 log = logging.getLogger("sdm_async")
 
 PROBE_WAIT = 0.25  # seconds a call waits for a probe's answer before going anyway
@@ -224,11 +226,11 @@ class Pacer:
         return True
 
     def close(self, message: str) -> None:
-        """The client is closing: fail every waiting call with RuntimeError(message)."""
+        """The client is closing: fail every waiting call with ClientClosedError(message)."""
         for b in self._buckets.values():
             for fut in b.queue:
                 if not fut.done():
-                    fut.set_exception(RuntimeError(message))
+                    fut.set_exception(errors.ClientClosedError(message))
             b.queue.clear()
             if b.timer is not None:
                 b.timer.cancel()

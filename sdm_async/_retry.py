@@ -23,12 +23,22 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_MAX_RATE_LIMIT_RETRIES = 20
 
 
+def never_sent(error: errors.RPCError) -> bool:
+    """Whether gRPC reports that the call never left the client (no connection could be
+    made), so that sending it again cannot duplicate anything."""
+    return isinstance(error, errors.UnavailableError) and "failed to connect" in error.msg.lower()
+
+
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     """How a client retries. Frozen; build a new one with `dataclasses.replace`."""
 
     max_retries: int = DEFAULT_MAX_RETRIES  # for INTERNAL and UNAVAILABLE
     retry_rate_limit_errors: bool = True
+    # False: a Create* call that failed with INTERNAL or UNAVAILABLE after it may have
+    # reached the server is not sent again (a lost reply would make the object twice, or
+    # fail with ALREADY_EXISTS); the error is raised for the caller to reconcile.
+    retry_creates: bool = True
     max_rate_limit_retries: int = DEFAULT_MAX_RATE_LIMIT_RETRIES
     base_delay: float = DEFAULT_BASE_DELAY
     max_delay: float = DEFAULT_MAX_DELAY
@@ -58,10 +68,12 @@ class RetryPolicy:
         wall_now: datetime.datetime,
         deadline: float | None,
         rand: Callable[[], float] = random.random,
+        *,
+        creates: bool = False,
     ) -> float | None:
         """Seconds to wait before retry number `retry` (1-based) of a call that failed with
         `error`, or None to give up. `now`/`deadline` are monotonic seconds; `wall_now` is
-        compared with the server's `reset_at`."""
+        compared with the server's `reset_at`; `creates`: the call makes an object."""
         if isinstance(error, errors.RateLimitError):
             if not self.retry_rate_limit_errors or retry > self.max_rate_limit_retries:
                 return None
@@ -73,6 +85,8 @@ class RetryPolicy:
                 wait = max(0.0, until_reset) + self.base_delay * self.jitter * rand()
         elif isinstance(error, errors.InternalError | errors.UnavailableError):
             if retry > self.max_retries:
+                return None
+            if creates and not self.retry_creates and not never_sent(error):
                 return None
             wait = self.backoff(retry, rand)
         else:

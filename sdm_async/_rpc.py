@@ -10,6 +10,8 @@ and how long to wait.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import collections
 import datetime
 import logging
 import math
@@ -103,6 +105,88 @@ class SigningInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[
         return await continuation(client_call_details._replace(metadata=metadata), request)
 
 
+CLOSED = "this client is closed; create a new sdm_async.Client"
+
+
+class Slots:
+    """The client-wide limit on calls in flight: a count and a FIFO of waiting calls.
+
+    Unlike `asyncio.Semaphore`, a wait ends at the call's deadline (the call's `timeout`
+    covers its wait for a slot) or when the client closes, and a slot freed while calls
+    wait is handed straight to the first of them (no overtaking by new calls)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, deadline: float | None) -> bool:
+        """Wait for a slot; False if the loop-time `deadline` comes first."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(fut)
+        timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
+        try:
+            await fut
+        except builtins.TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.give()  # handed a slot just as we were cancelled: pass it on
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return True
+
+    def give(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():  # skip calls that timed out or were cancelled while waiting
+                fut.set_result(None)
+                return
+        self.free += 1
+
+    def close(self) -> None:
+        """Fail every waiting call with ClientClosedError."""
+        waiters, self.waiters = self.waiters, collections.deque()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(errors.ClientClosedError(CLOSED))
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(builtins.TimeoutError())
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _creates(name: str) -> bool:
+    """Whether method `name` ("Accounts.Create") makes something: resending it after a
+    reply that was lost would make it twice (or fail with ALREADY_EXISTS)."""
+    return name.partition(".")[2].startswith("Create")
+
+
+def _cancel_requested() -> bool:
+    """Whether the current task itself was asked to cancel (rather than an await inside it
+    raising CancelledError because grpc.aio cancelled the call when its channel closed)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; 3.10 cannot tell
+    return cancelling is not None and cancelling() > 0
+
+
 class Transport:
     """Channels and the call loop shared by every service of one client."""
 
@@ -132,7 +216,8 @@ class Transport:
         self._channels: list[grpc.aio.Channel] = []
         self._callables: list[dict[str, Any]] = []
         self._loads: list[int] = []  # calls in flight per channel
-        self._limit: asyncio.Semaphore | None = None
+        self._slots: Slots | None = None
+        self._sleeping: set[asyncio.Future[None]] = set()  # calls waiting to retry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.pacer = Pacer() if pace else None
@@ -144,7 +229,7 @@ class Transport:
     def _open(self) -> None:
         """Create the channels, inside the running loop that will use them."""
         if self._closed:
-            raise RuntimeError("this client is closed; create a new sdm_async.Client")
+            raise errors.ClientClosedError(CLOSED)
         loop = asyncio.get_running_loop()
         count = max(1, math.ceil(self.max_in_flight / STREAMS_PER_CHANNEL))
         base = [
@@ -171,10 +256,12 @@ class Transport:
             self._channels.append(ch)
             self._callables.append({})
             self._loads.append(0)
-        self._limit = asyncio.Semaphore(self.max_in_flight)
+        self._slots = Slots(self.max_in_flight)
         self._loop = loop
 
     def _check_loop(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError(CLOSED)
         if self._loop is None:
             self._open()
         elif self._loop is not asyncio.get_running_loop():
@@ -184,9 +271,18 @@ class Transport:
             )
 
     async def close(self) -> None:
+        """Close the channels. Every call not yet answered fails with ClientClosedError:
+        those in flight (grpc.aio cancels them), and those waiting for a slot, the rate
+        limit or a retry."""
         self._closed = True
         if self.pacer is not None:  # calls held for a window that will not come
-            self.pacer.close("this client is closed; create a new sdm_async.Client")
+            self.pacer.close(CLOSED)
+        if self._slots is not None:
+            self._slots.close()
+        sleeping, self._sleeping = self._sleeping, set()
+        for fut in sleeping:
+            if not fut.done():
+                fut.set_exception(errors.ClientClosedError(CLOSED))
         channels, self._channels = self._channels, []
         self._callables = []
         self._loads = []
@@ -202,7 +298,7 @@ class Transport:
         if len(loads) == 1:
             return 0
         if not loads:  # closed while this call waited for its turn
-            raise RuntimeError("this client is closed; create a new sdm_async.Client")
+            raise errors.ClientClosedError(CLOSED)
         return min(range(len(loads)), key=loads.__getitem__)
 
     def _callable(self, index: int, method: MethodInfo) -> Any:
@@ -219,7 +315,6 @@ class Transport:
 
     async def call(self, method: MethodInfo, request: Any, timeout: float | None) -> Any:
         self._check_loop()
-        assert self._limit is not None
         loop = asyncio.get_running_loop()
         name = method.name
         body = request.SerializeToString()  # once per call; signed afresh per attempt
@@ -238,16 +333,24 @@ class Transport:
                             f"{name}: timed out after {timeout} s waiting for the rate limit"
                         )
             try:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
-                started = time.perf_counter()
-                error: errors.RPCError | None = None
-                async with self._limit:
+                # The deadline covers the wait for a slot too: `timeout` is for the whole call.
+                slots = self._slots
+                assert slots is not None
+                if not slots.take_now() and not await slots.take(deadline):
+                    raise errors.TimeoutError(
+                        f"{name}: timed out after {timeout} s waiting for a free slot "
+                        f"(max_in_flight={self.max_in_flight} calls already in flight)"
+                    )
+                try:
+                    remaining = None if deadline is None else deadline - loop.time()
+                    if remaining is not None and remaining <= 0:
+                        raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
                     loads = self._loads  # close() replaces it: keep the list counted in
                     channel = self._pick_channel()
                     self.in_flight += 1
                     loads[channel] += 1
+                    started = time.perf_counter()
+                    error: errors.RPCError | None = None
                     # Signed here, per attempt, over the bytes sent: an interceptor would cost
                     # a task and a loop turn per call, and gRPC's own retries are off.
                     metadata = (
@@ -261,10 +364,22 @@ class Transport:
                         response = await mc(body, timeout=remaining, metadata=metadata)
                     except grpc.aio.AioRpcError as e:
                         error = errors.from_grpc(e)
-                        cause: BaseException = e
+                        cause: BaseException | None = e
+                    except asyncio.CancelledError:
+                        # grpc.aio cancels the calls of a channel being closed: unless this
+                        # task itself was cancelled, that is close() cutting the call off.
+                        if not self._closed or _cancel_requested():
+                            raise
+                        error = errors.ClientClosedError(
+                            f"{name}: the client was closed while the call was in flight "
+                            "(the server may have carried it out)"
+                        )
+                        cause = None
                     finally:
                         self.in_flight -= 1
                         loads[channel] -= 1
+                finally:
+                    slots.give()
                 if pacer is not None:
                     if error is None:
                         if method.rate_limited:
@@ -287,13 +402,26 @@ class Transport:
                 loop.time(),
                 datetime.datetime.now(datetime.timezone.utc),
                 deadline,
+                creates=_creates(name),
             )
             self._report(name, attempt, duration, error, wait)
             if wait is None:
                 raise error from cause
             self.retries += 1
             log.info("%s: %s; retry %d in %.2f s", name, type(error).__name__, attempt, wait)
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait before a retry; close() ends the wait with ClientClosedError."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, fut)
+        self._sleeping.add(fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._sleeping.discard(fut)
 
     def _report(
         self,

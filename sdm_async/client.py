@@ -40,9 +40,10 @@ R = TypeVar("R")
 
 
 class ClientOptions(TypedDict, total=False):
-    """The keyword-only options of `Client`, for helpers that pass them on."""
+    """The options of `Client` after its credentials, host and `insecure`, for helpers that
+    pass them on."""
 
-    retry_rate_limit_errors: bool
+    retry_rate_limit_errors: bool | None
     page_limit: int
     retry: RetryPolicy | None
     max_in_flight: int
@@ -73,10 +74,12 @@ def _check_access_key(api_access_key: object) -> str:
 class Client(Services):
     """An asyncio client of the StrongDM API.
 
-    `Client(api_access_key, api_secret, host, insecure)` takes the official client's
-    positional arguments; the rest are keyword-only:
+    `Client(api_access_key, api_secret, host, insecure, retry_rate_limit_errors,
+    page_limit)` takes the official client's positional arguments; the rest are keyword-only:
 
     - `retry_rate_limit_errors`: retry RESOURCE_EXHAUSTED (waiting until the window resets).
+      Given, it overrides the field of the same name in `retry`; left out (None), the
+      policy's value holds (True by default).
     - `page_limit`: items per page for list calls (0: the server's default).
     - `retry`: a `RetryPolicy` for everything else about retries.
     - `max_in_flight`: calls in flight at once across the whole client (bulk jobs included).
@@ -97,9 +100,9 @@ class Client(Services):
         api_secret: str,
         host: str = DEFAULT_HOST,
         insecure: bool = False,
-        *,
-        retry_rate_limit_errors: bool = True,
+        retry_rate_limit_errors: bool | None = None,
         page_limit: int = 0,
+        *,
         retry: RetryPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         user_agent: str = USER_AGENT,
@@ -119,9 +122,16 @@ class Client(Services):
             raise TypeError("max_in_flight must be an int")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a sdm_async.RetryPolicy, not {type(retry).__name__}")
         policy = retry or RetryPolicy()
-        if policy.retry_rate_limit_errors != retry_rate_limit_errors:
-            policy = dataclasses.replace(policy, retry_rate_limit_errors=retry_rate_limit_errors)
+        if retry_rate_limit_errors is not None:  # only a keyword actually given overrides
+            if not isinstance(retry_rate_limit_errors, bool):
+                raise TypeError("retry_rate_limit_errors must be a bool (or None: the policy's)")
+            if policy.retry_rate_limit_errors != retry_rate_limit_errors:
+                policy = dataclasses.replace(
+                    policy, retry_rate_limit_errors=retry_rate_limit_errors
+                )
         self.api_access_key = access_key
         self.host = host.strip()
         self.insecure = insecure
@@ -207,7 +217,8 @@ class Client(Services):
         return self._transport.pacer is not None
 
     def snapshot_at(self, snapshot_datetime: datetime.datetime) -> SnapshotClient:
-        """A read-only client that sees the organisation as it was at `snapshot_datetime`."""
+        """A read-only client that sees the organisation as it was at `snapshot_datetime`
+        (a naive datetime is read as UTC, as the official SDK reads it)."""
         if not isinstance(snapshot_datetime, datetime.datetime):
             raise TypeError("snapshot_at takes a datetime.datetime")
         return SnapshotClient(self, snapshot_datetime)
@@ -233,6 +244,10 @@ class SnapshotClient(SnapshotServices):
 
     def __init__(self, client: Client, snapshot_datetime: datetime.datetime) -> None:
         self.snapshot_datetime = snapshot_datetime
+        if snapshot_datetime.tzinfo is None:
+            # The official SDK sends it with Timestamp.FromDatetime, which reads naive as UTC
+            # (unlike model fields, which it reads as local time, as we do).
+            snapshot_datetime = snapshot_datetime.replace(tzinfo=datetime.timezone.utc)
         stamp = spec_pb2.GetRequestMetadata().snapshot_at  # the API pool's Timestamp type
         ts_to_pb(snapshot_datetime, stamp)
         self._bind_services(client._transport, client.page_limit, stamp)

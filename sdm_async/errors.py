@@ -4,6 +4,7 @@
      └── RPCError                  .msg, .code (the gRPC status code number)
           ├── AlreadyExistsError   ALREADY_EXISTS
           ├── AuthenticationError  UNAUTHENTICATED
+          ├── ClientClosedError    the client was closed under the call (also a RuntimeError)
           ├── BadRequestError      INVALID_ARGUMENT, or bad input caught before any call
           ├── InternalError        INTERNAL
           ├── NotFoundError        NOT_FOUND
@@ -31,6 +32,7 @@ __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "InternalError",
     "NotFoundError",
     "PermissionError",
@@ -97,6 +99,17 @@ class PermissionError(RPCError, builtins.PermissionError):
 
     def __init__(self, msg: str) -> None:
         RPCError.__init__(self, msg, grpc.StatusCode.PERMISSION_DENIED.value[0])
+
+
+class ClientClosedError(RPCError, builtins.RuntimeError):
+    """The client was closed (`close()`, or leaving `async with`) before the call could
+    finish: cut off in flight, or waiting for a slot, the rate limit or a retry, or made
+    after the close. A call cut off in flight may still have been carried out by the server.
+    Never retried; also a `builtins.RuntimeError`. Not in the official SDK, which has no
+    `close()` that interrupts calls."""
+
+    def __init__(self, msg: str) -> None:
+        RPCError.__init__(self, msg, grpc.StatusCode.CANCELLED.value[0])
 
 
 class RateLimitError(RPCError):
