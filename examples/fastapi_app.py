@@ -7,9 +7,10 @@
     POST   /roles                       create a role                     -> 201
     POST   /roles/{role_id}/members     attach an account to a role       -> 201
 
-SDK errors become HTTP errors (409 for a duplicate email, 403 for a key without the
-permission, 429 with Retry-After, ...). Run it with any ASGI server, against StrongDM or
-against the emulator (`sdm-async emulator` prints its address and key):
+SDK errors become HTTP errors (409 for a duplicate email, 429 with Retry-After, 502 when
+StrongDM refuses the app's own key or it lacks a permission, 503/504 when the API is down or
+slow; the details of those go to the log, not to the client). Run it with any ASGI server,
+against StrongDM or against the emulator (`sdm-async emulator` prints its address and key):
 
     SDM_API_ACCESS_KEY=... SDM_API_SECRET_KEY=... SDM_API_HOST=127.0.0.1:8890 \\
     SDM_API_INSECURE=1 uvicorn examples.fastapi_app:app

@@ -17,12 +17,17 @@ or `open_client(app)` inside a lifespan of your own.
 
 The client is made inside the server's event loop (grpc.aio channels belong to the loop
 that creates them) and stored as `app.state.sdm_client`.
+
+The key is the app's, not the HTTP client's: StrongDM refusing it, or it lacking a permission,
+is the server's failure (502), never a 401/403. Only the API's words about the request (400,
+404, 409) reach the HTTP client; other errors get a plain message and are logged in full.
 """
 
 from __future__ import annotations
 
 import datetime
 import inspect
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -39,6 +44,8 @@ from sdm_async import errors
 from sdm_async.client import Client
 
 __all__ = [
+    "PASSED_ON",
+    "PUBLIC_MESSAGES",
     "STATE_KEY",
     "STATUS_CODES",
     "ClientDep",
@@ -49,6 +56,7 @@ __all__ = [
     "install",
     "lifespan",
     "open_client",
+    "public_message",
     "retry_after",
     "rpc_error_handler",
     "status_code_for",
@@ -61,17 +69,41 @@ ClientFactory = Callable[[], Client | Awaitable[Client]]
 
 STATUS_CODES: Mapping[type[errors.RPCError], int] = {
     errors.BadRequestError: 400,
-    errors.AuthenticationError: 401,
-    errors.PermissionError: 403,
     errors.NotFoundError: 404,
     errors.AlreadyExistsError: 409,
     errors.RateLimitError: 429,
+    # The app's own API key refused, or lacking a permission: the server's fault, which the
+    # HTTP client cannot fix with other credentials, hence not 401/403.
+    errors.AuthenticationError: 502,
+    errors.PermissionError: 502,
     errors.UnavailableError: 503,
     errors.TimeoutError: 504,
 }
 """The HTTP status for each SDK error class; any other `RPCError` is 502 (Bad Gateway)."""
 
 BAD_GATEWAY = 502
+
+PASSED_ON: tuple[type[errors.RPCError], ...] = (
+    errors.BadRequestError,
+    errors.NotFoundError,
+    errors.AlreadyExistsError,
+)
+"""Errors whose message goes to the HTTP client as it is: the API's own words about the
+request ("first_name is required", "user ... already exists"), useful to the client."""
+
+PUBLIC_MESSAGES: Mapping[type[errors.RPCError], str] = {
+    errors.AuthenticationError: "the StrongDM API refused this server's API key",
+    errors.PermissionError: "this server's StrongDM API key is not permitted to do this",
+    errors.RateLimitError: "this server's StrongDM API rate limit is spent; retry later",
+    errors.UnavailableError: "the StrongDM API is unavailable; retry later",
+    errors.TimeoutError: "the StrongDM API did not answer in time",
+}
+"""What the HTTP client reads instead of the SDK's message for the other errors, whose
+messages may carry upstream addresses and gRPC internals (those go to the log)."""
+
+UPSTREAM_FAILED = "the StrongDM API failed"
+
+log = logging.getLogger("sdm_async")
 
 
 # -- the shared client ----------------------------------------------------------------------
@@ -129,11 +161,8 @@ ClientDep = Annotated[Client, Depends(get_client)]
 
 def status_code_for(exc: errors.RPCError) -> int:
     """The HTTP status answering `exc` (see `STATUS_CODES`)."""
-    for cls in type(exc).__mro__:
-        code = STATUS_CODES.get(cls)
-        if code is not None:
-            return code
-    return BAD_GATEWAY
+    code: int | None = _lookup(STATUS_CODES, exc)
+    return BAD_GATEWAY if code is None else code
 
 
 def retry_after(exc: errors.RateLimitError, now: datetime.datetime | None = None) -> int | None:
@@ -146,23 +175,53 @@ def retry_after(exc: errors.RateLimitError, now: datetime.datetime | None = None
     return max(0, math.ceil((reset_at - now).total_seconds()))
 
 
+def _lookup(table: Mapping[type[errors.RPCError], Any], exc: errors.RPCError) -> Any:
+    for cls in type(exc).__mro__:
+        found = table.get(cls)
+        if found is not None:
+            return found
+    return None
+
+
+def public_message(exc: errors.RPCError) -> str:
+    """The message the HTTP client reads: the SDK's for `PASSED_ON` errors, else a plain one
+    from `PUBLIC_MESSAGES` (or "the StrongDM API failed")."""
+    if isinstance(exc, PASSED_ON):
+        return exc.msg
+    message: str | None = _lookup(PUBLIC_MESSAGES, exc)
+    return message or UPSTREAM_FAILED
+
+
 def error_response(exc: errors.RPCError) -> JSONResponse:
-    """The JSON answer to an SDK error: `{"detail": message, "error": class name}`, with
-    `Retry-After` for a rate limit. Nothing else of the error (no key, no bucket) is sent."""
+    """The JSON answer to an SDK error: `{"detail": public_message(exc), "error": class
+    name}`, with `Retry-After` for a rate limit. Nothing else of the error (no key, no bucket,
+    no upstream address) is sent."""
     headers: dict[str, str] = {}
     if isinstance(exc, errors.RateLimitError):
         seconds = retry_after(exc)
         if seconds is not None:
             headers["Retry-After"] = str(seconds)
-    body = {"detail": exc.msg, "error": type(exc).__name__}
+    body = {"detail": public_message(exc), "error": type(exc).__name__}
     return JSONResponse(body, status_code=status_code_for(exc), headers=headers)
 
 
 async def rpc_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """The exception handler for `sdm_async.errors.RPCError` and its subclasses."""
+    """The exception handler for `sdm_async.errors.RPCError` and its subclasses. An error
+    whose message the HTTP client does not see is logged (logger `sdm_async`, warning)."""
     if not isinstance(exc, errors.RPCError):
         raise exc
-    return error_response(exc)
+    response = error_response(exc)
+    if not isinstance(exc, PASSED_ON):
+        log.warning(
+            "%s %s: answered %d for %s (code %d): %s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            type(exc).__name__,
+            exc.code,
+            exc.msg,
+        )
+    return response
 
 
 def exception_handlers() -> dict[

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import logging
 import math
 import os
 import subprocess
@@ -26,11 +27,13 @@ import sdm_async
 from examples.fastapi_app import create_app
 from sdm_async import errors
 from sdm_async.fastapi import (
+    PUBLIC_MESSAGES,
     ClientDep,
     error_response,
     exception_handlers,
     install,
     lifespan,
+    public_message,
     retry_after,
     status_code_for,
 )
@@ -66,7 +69,28 @@ def assert_error(resp: httpx.Response, status: int, cls: type[errors.RPCError]) 
     assert set(body) == {"detail", "error"}
     assert body["error"] == cls.__name__
     assert body["detail"]
+    assert "WWW-Authenticate" not in resp.headers  # never a 401: the client's key is not asked
     return str(body["detail"])
+
+
+def assert_plain(
+    resp: httpx.Response,
+    status: int,
+    cls: type[errors.RPCError],
+    caplog: pytest.LogCaptureFixture,
+    internals: list[str],
+) -> None:
+    """An answer whose detail is the plain message for `cls`, none of the `internals` of
+    the SDK error in it; they are in the `sdm_async` log, at warning level."""
+    detail = assert_error(resp, status, cls)
+    assert detail == PUBLIC_MESSAGES.get(cls, "the StrongDM API failed")
+    logged = [r for r in caplog.records if r.name == "sdm_async" and r.levelno == logging.WARNING]
+    assert logged, "the SDK error was not logged"
+    text = "\n".join(r.getMessage() for r in logged)
+    assert cls.__name__ in text and f" {status} " in text
+    for internal in internals:
+        assert internal not in resp.text and internal not in str(resp.headers)
+        assert internal in text, (internal, text)
 
 
 # -- the example app over the emulator: successes ---------------------------------------------
@@ -146,20 +170,29 @@ async def test_missing_field_is_400_naming_it(emu: Emulator) -> None:
         assert (await http.post("/users", json={"email": "x@example.com"})).status_code == 422
 
 
-async def test_bad_secret_is_401_and_leaks_no_key(emu: Emulator) -> None:
+async def test_the_servers_own_key_refused_is_502_not_401(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app's API key is the server's, not the HTTP client's: no 401 (which would ask the
+    # client for credentials, RFC 9110), but a bad gateway, the reason in the log.
     wrong = base64.b64encode(os.urandom(32)).decode()
 
     def factory() -> sdm_async.Client:
         return sdm_async.Client(emu.access_key, wrong, emu.address, True)
 
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     async with serve(create_app(factory)) as http:
         resp = await http.get("/users")
-    assert "signature" in assert_error(resp, 401, errors.AuthenticationError)
-    for secret in (wrong, emu.access_key, emu.secret_key):
-        assert secret not in resp.text and secret not in str(resp.headers)
+    assert_plain(resp, 502, errors.AuthenticationError, caplog, ["signature"])
+    logs = caplog.text
+    for secret in (wrong, emu.secret_key):
+        assert secret not in resp.text and secret not in str(resp.headers) and secret not in logs
+    assert emu.access_key not in resp.text
 
 
-async def test_token_without_the_permission_is_403(emu: Emulator) -> None:
+async def test_the_servers_key_without_the_permission_is_502(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
     async with emu.client() as admin:
         token = sdm_async.Token(name="reader", permissions=[sdm_async.Permission.USER_LIST])
         keys = await admin.accounts.create(token)
@@ -167,14 +200,20 @@ async def test_token_without_the_permission_is_403(emu: Emulator) -> None:
     def factory() -> sdm_async.Client:
         return sdm_async.Client(keys.access_key, keys.secret_key, emu.address, True)
 
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     async with serve(create_app(factory)) as http:
         assert (await http.get("/users")).status_code == 200  # the key works for what it may do
         resp = await http.post("/users", json=ALICE)
-    assert_error(resp, 403, errors.PermissionError)
+    # An operator must grant the app's key the permission; the HTTP client can do nothing.
+    assert_plain(resp, 502, errors.PermissionError, caplog, ["Accounts.Create"])
     assert keys.access_key not in resp.text and keys.secret_key not in resp.text
+    assert keys.secret_key not in caplog.text
 
 
-async def test_rate_limit_is_429_with_retry_after_from_reset_at() -> None:
+async def test_rate_limit_is_429_with_retry_after_from_reset_at(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     window = 3600.0  # long, so that the window cannot roll over between the calls
     async with Emulator(rate_limit=2, rate_limit_window=window) as emu:
         app = example(emu, retry_rate_limit_errors=False, pace_rate_limits=False)
@@ -183,7 +222,8 @@ async def test_rate_limit_is_429_with_retry_after_from_reset_at() -> None:
             assert (await http.get("/users")).status_code == 200
             resp = await http.get("/users")
             now = time.time()
-    assert "rate limit" in assert_error(resp, 429, errors.RateLimitError)
+    assert_plain(resp, 429, errors.RateLimitError, caplog, ["calls per 3600 s exceeded"])
+    assert "rate limit" in resp.json()["detail"]
     window_end = (now // window + 1) * window  # the emulator's fixed windows
     seconds = int(resp.headers["Retry-After"])
     assert 0 <= seconds <= window
@@ -191,30 +231,50 @@ async def test_rate_limit_is_429_with_retry_after_from_reset_at() -> None:
     assert emu.access_key not in resp.text  # the bucket is the key: not sent
 
 
-async def test_unavailable_after_retries_is_503() -> None:
+async def test_unavailable_after_retries_is_503(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     async with Emulator(fault_rate=1.0, fault_code="UNAVAILABLE") as flaky:
         retry = sdm_async.RetryPolicy(max_retries=2, base_delay=0.01)
         app = example(flaky, retry=retry)
         async with serve(app) as http:
             resp = await http.get("/users")
             assert app.state.sdm_client.retries == 2  # retried by the client, then answered
-    assert_error(resp, 503, errors.UnavailableError)
+    assert_plain(resp, 503, errors.UnavailableError, caplog, ["injected fault"])
 
 
-async def test_internal_error_is_502() -> None:
+async def test_an_unreachable_api_is_503_without_its_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sdm_async")
+    secret = base64.b64encode(os.urandom(32)).decode()
+
+    def factory() -> sdm_async.Client:  # nothing listens on port 1: connection refused
+        retry = sdm_async.RetryPolicy(max_retries=0)
+        return sdm_async.Client("auth-0123456789abcdef", secret, "127.0.0.1:1", True, retry=retry)
+
+    async with serve(create_app(factory, timeout=10)) as http:
+        resp = await http.get("/users")
+    assert_plain(resp, 503, errors.UnavailableError, caplog, ["127.0.0.1:1"])
+    for internal in ("ipv4", "addresses", "refused", "failed to connect"):
+        assert internal not in resp.text
+
+
+async def test_internal_error_is_502(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     async with Emulator(fault_rate=1.0, fault_code="INTERNAL") as broken:
         retry = sdm_async.RetryPolicy(max_retries=0)
         async with serve(example(broken, retry=retry)) as http:
             resp = await http.post("/users", json=ALICE)
-    assert_error(resp, 502, errors.InternalError)
+    assert_plain(resp, 502, errors.InternalError, caplog, ["injected fault"])
 
 
-async def test_deadline_is_504() -> None:
+async def test_deadline_is_504(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sdm_async")
     async with Emulator(latency=2.0) as slow, serve(example(slow, timeout=0.05)) as http:
         started = time.perf_counter()
         resp = await http.get("/users/a-0123456789abcdef")
         assert time.perf_counter() - started < 1.5
-    assert_error(resp, 504, errors.TimeoutError)
+    assert_plain(resp, 504, errors.TimeoutError, caplog, [])
 
 
 # -- the mapping itself -----------------------------------------------------------------------
@@ -226,8 +286,8 @@ def test_status_codes_of_every_error_class() -> None:
 
     expected = {
         errors.BadRequestError("m"): 400,
-        errors.AuthenticationError("m"): 401,
-        errors.PermissionError("m"): 403,
+        errors.AuthenticationError("m"): 502,
+        errors.PermissionError("m"): 502,
         errors.NotFoundError("m"): 404,
         Gone("m"): 404,
         errors.AlreadyExistsError("m"): 409,
@@ -240,6 +300,35 @@ def test_status_codes_of_every_error_class() -> None:
     }
     for exc, status in expected.items():
         assert status_code_for(exc) == status, type(exc).__name__
+
+
+def test_only_the_apis_words_about_the_request_are_passed_on() -> None:
+    internal = "failed to connect to all addresses; ipv4:127.0.0.1:1: Connection refused"
+    passed = [errors.BadRequestError, errors.NotFoundError, errors.AlreadyExistsError]
+    for cls in passed:
+        assert public_message(cls(internal)) == internal
+        assert error_response(cls(internal)).status_code < 500
+
+    class Gone(errors.NotFoundError):
+        pass
+
+    assert public_message(Gone("account a-1 not found")) == "account a-1 not found"
+    hidden: list[errors.RPCError] = [
+        errors.AuthenticationError(internal),
+        errors.PermissionError(internal),
+        errors.RateLimitError(internal),
+        errors.UnavailableError(internal),
+        errors.TimeoutError(internal),
+        errors.InternalError(internal),
+        errors.UnknownError(internal),
+        errors.RPCError(internal, 9),
+    ]
+    for exc in hidden:
+        response = error_response(exc)
+        assert internal.encode() not in response.body and b"127.0.0.1" not in response.body
+        assert public_message(exc) in response.body.decode()
+        assert response.status_code in (429, 502, 503, 504)
+        assert "www-authenticate" not in response.headers
 
 
 def test_retry_after_rounds_up_and_never_goes_below_zero() -> None:
