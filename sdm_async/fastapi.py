@@ -77,6 +77,7 @@ STATUS_CODES: Mapping[type[errors.RPCError], int] = {
     errors.AuthenticationError: 502,
     errors.PermissionError: 502,
     errors.UnavailableError: 503,
+    errors.ClientClosedError: 503,  # the app is shutting down under the request
     errors.TimeoutError: 504,
 }
 """The HTTP status for each SDK error class; any other `RPCError` is 502 (Bad Gateway)."""
@@ -96,6 +97,7 @@ PUBLIC_MESSAGES: Mapping[type[errors.RPCError], str] = {
     errors.PermissionError: "this server's StrongDM API key is not permitted to do this",
     errors.RateLimitError: "this server's StrongDM API rate limit is spent; retry later",
     errors.UnavailableError: "the StrongDM API is unavailable; retry later",
+    errors.ClientClosedError: "this server is shutting down; retry later",
     errors.TimeoutError: "the StrongDM API did not answer in time",
 }
 """What the HTTP client reads instead of the SDK's message for the other errors, whose

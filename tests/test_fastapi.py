@@ -6,6 +6,7 @@ so the shared client's channels belong to the loop that serves the requests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime
@@ -277,6 +278,20 @@ async def test_deadline_is_504(caplog: pytest.LogCaptureFixture) -> None:
     assert_plain(resp, 504, errors.TimeoutError, caplog, [])
 
 
+async def test_a_request_cut_off_by_shutdown_is_503(caplog: pytest.LogCaptureFixture) -> None:
+    # The server shuts down (the lifespan closes the shared client) while a request waits
+    # for the API: it is answered 503, not dropped as a cancellation.
+    caplog.set_level(logging.WARNING, logger="sdm_async")
+    async with Emulator(latency=0.5) as slow:
+        app = example(slow)
+        async with serve(app) as http:
+            request = asyncio.create_task(http.get("/users/a-0123456789abcdef"))
+            await asyncio.sleep(0.2)  # in flight at the emulator
+            await app.state.sdm_client.close()
+            resp = await request
+    assert_plain(resp, 503, errors.ClientClosedError, caplog, [])
+
+
 # -- the mapping itself -----------------------------------------------------------------------
 
 
@@ -293,6 +308,7 @@ def test_status_codes_of_every_error_class() -> None:
         errors.AlreadyExistsError("m"): 409,
         errors.RateLimitError("m"): 429,
         errors.UnavailableError("m"): 503,
+        errors.ClientClosedError("m"): 503,
         errors.TimeoutError("m"): 504,
         errors.InternalError("m"): 502,
         errors.UnknownError("m"): 502,
