@@ -29,6 +29,12 @@ def never_sent(error: errors.RPCError) -> bool:
     return isinstance(error, errors.UnavailableError) and "failed to connect" in error.msg.lower()
 
 
+def tls_refused(error: errors.RPCError) -> bool:
+    """Whether the TLS handshake failed (an untrusted or invalid certificate): sending again
+    cannot help, so the error is raised at once."""
+    return isinstance(error, errors.UnavailableError) and errors.TLS_HINT in error.msg
+
+
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     """How a client retries. Frozen; build a new one with `dataclasses.replace`."""
@@ -84,7 +90,7 @@ class RetryPolicy:
                 until_reset = (reset_at - wall_now).total_seconds()
                 wait = max(0.0, until_reset) + self.base_delay * self.jitter * rand()
         elif isinstance(error, errors.InternalError | errors.UnavailableError):
-            if retry > self.max_retries:
+            if retry > self.max_retries or tls_refused(error):
                 return None
             if creates and not self.retry_creates and not never_sent(error):
                 return None

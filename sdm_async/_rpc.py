@@ -203,6 +203,7 @@ class Transport:
         channel_options: Sequence[tuple[str, Any]] = (),
         on_attempt: Callable[[Attempt], None] | None = None,
         pace: bool = True,
+        root_certificates: bytes | None = None,
     ) -> None:
         self.host = host
         self.insecure = insecure
@@ -213,6 +214,7 @@ class Transport:
         self._signer = signer
         self._user_agent = user_agent
         self._channel_options = list(channel_options)
+        self._root_certificates = root_certificates
         self._channels: list[grpc.aio.Channel] = []
         self._callables: list[dict[str, Any]] = []
         self._loads: list[int] = []  # calls in flight per channel
@@ -250,7 +252,7 @@ class Transport:
             else:
                 ch = grpc.aio.secure_channel(
                     self.host,
-                    grpc.ssl_channel_credentials(),
+                    grpc.ssl_channel_credentials(root_certificates=self._root_certificates),
                     options=options,
                 )
             self._channels.append(ch)

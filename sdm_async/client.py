@@ -51,6 +51,7 @@ class ClientOptions(TypedDict, total=False):
     channel_options: Sequence[tuple[str, Any]]
     on_attempt: Callable[[Attempt], None] | None
     pace_rate_limits: bool
+    root_certificates: bytes | None
 
 
 class EnvClientOptions(ClientOptions, total=False):
@@ -71,6 +72,20 @@ def _check_access_key(api_access_key: object) -> str:
     return key
 
 
+def _check_root_certificates(pem: object, insecure: bool) -> None:
+    if pem is None:
+        return
+    if not isinstance(pem, bytes):
+        raise TypeError(
+            f"root_certificates must be PEM bytes, not {type(pem).__name__} "
+            "(read the file in binary mode: open(path, 'rb').read())"
+        )
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("root_certificates holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if insecure:
+        raise ValueError("root_certificates is for TLS: it cannot be used with insecure=True")
+
+
 class Client(Services):
     """An asyncio client of the StrongDM API.
 
@@ -89,6 +104,8 @@ class Client(Services):
     - `pace_rate_limits`: pace calls to each rate-limit bucket's budget (from the answers'
       `rate_limit`): when it is spent, hold new calls until the window resets and release
       them spread over it, rather than have the server refuse them. False turns it off.
+    - `root_certificates`: PEM bytes of the certificate authorities to trust instead of the
+      system's (a private CA, a TLS-inspecting proxy, `Emulator(tls=True)`).
 
     Use `async with Client(...) as client:` or `await client.close()`. Channels are created
     on first use inside the running event loop.
@@ -109,6 +126,7 @@ class Client(Services):
         channel_options: Sequence[tuple[str, Any]] = (),
         on_attempt: Callable[[Attempt], None] | None = None,
         pace_rate_limits: bool = True,
+        root_certificates: bytes | None = None,
     ) -> None:
         access_key = _check_access_key(api_access_key)
         secret = decode_secret(api_secret)
@@ -122,6 +140,7 @@ class Client(Services):
             raise TypeError("max_in_flight must be an int")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        _check_root_certificates(root_certificates, insecure)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a sdm_async.RetryPolicy, not {type(retry).__name__}")
         policy = retry or RetryPolicy()
@@ -147,6 +166,7 @@ class Client(Services):
             channel_options=channel_options,
             on_attempt=on_attempt,
             pace=pace_rate_limits,
+            root_certificates=root_certificates,
         )
         self._bind_services(self._transport, page_limit)
         # Secret values are encrypted end to end, which the generated service cannot know.
@@ -154,11 +174,22 @@ class Client(Services):
 
     @classmethod
     def from_env(cls, **options: Unpack[EnvClientOptions]) -> Client:
-        """A client from SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and (optional) SDM_API_HOST."""
+        """A client from SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and the optional SDM_API_HOST
+        and SDM_API_ROOT_CERTIFICATES (the path of a PEM file of CAs to trust)."""
         missing = [v for v in ("SDM_API_ACCESS_KEY", "SDM_API_SECRET_KEY") if not os.environ.get(v)]
         if missing:
             raise ValueError(f"set {' and '.join(missing)} to use Client.from_env()")
         options.setdefault("host", os.environ.get("SDM_API_HOST") or DEFAULT_HOST)
+        ca_path = os.environ.get("SDM_API_ROOT_CERTIFICATES")
+        if ca_path and "root_certificates" not in options:
+            try:
+                with open(ca_path, "rb") as f:
+                    options["root_certificates"] = f.read()
+            except OSError as e:
+                raise ValueError(
+                    f"SDM_API_ROOT_CERTIFICATES={ca_path!r} cannot be read ({e.strerror}): "
+                    "give the path of a PEM file of the certificate authorities to trust"
+                ) from None
         return cls(os.environ["SDM_API_ACCESS_KEY"], os.environ["SDM_API_SECRET_KEY"], **options)
 
     def __repr__(self) -> str:

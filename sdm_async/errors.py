@@ -154,6 +154,11 @@ _BY_CODE: dict[grpc.StatusCode, Any] = {
 }
 
 _DETAILS_KEY = "grpc-status-details-bin"
+TLS_HINT = (
+    "TLS handshake failed: the server's certificate is not trusted or not valid for this host; "
+    "to trust a private CA pass root_certificates=<PEM bytes> (Client.from_env: "
+    "SDM_API_ROOT_CERTIFICATES=<path>); for a plain-text server pass insecure=True"
+)
 _RATE_LIMIT_TYPE = "type.googleapis.com/v1.RateLimitMetadata"
 
 
@@ -180,6 +185,8 @@ def from_grpc(err: grpc.aio.AioRpcError) -> RPCError:
         return TimeoutError(msg)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return RateLimitError(msg, _rate_limit(details))
+    if code == grpc.StatusCode.UNAVAILABLE and "handshake failed" in msg.lower():
+        return UnavailableError(f"{msg}\n{TLS_HINT}")
     cls = _BY_CODE.get(code)
     if cls is not None:
         return cls(msg)  # type: ignore[no-any-return]
