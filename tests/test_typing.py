@@ -295,3 +295,15 @@ async def test_none_for_a_required_argument_is_a_clear_error_before_any_call() -
                     checked += 1
             assert emu.stats.calls == calls
     assert checked > 100
+
+
+async def test_an_optional_model_argument_may_be_none() -> None:
+    """`secret_engines.rotate(id, None)` leaves the policy out (as the official SDK does)
+    and reaches the server; it used to fail in the policy's converter."""
+    from sdm_async.testing import Emulator
+
+    async with Emulator() as emu:
+        async with emu.client() as client:
+            with pytest.raises(sdm_async.RPCError, match="not emulated"):
+                await client.secret_engines.rotate("se-1", None)
+            assert emu.stats.calls == 1
