@@ -176,6 +176,19 @@ async def test_one_consumer_at_a_time(emu: Emulator) -> None:
         assert (await first).id  # the first consumer is unaffected
 
 
+@pytest.mark.parametrize("timeout", [None, 30.0])
+async def test_the_next_page_is_sent_before_a_page_is_handed_out(
+    emu: Emulator, timeout: float | None
+) -> None:
+    """A consumer that works through a page without yielding still overlaps the next page's
+    round trip with its work, with or without a listing timeout."""
+    async with emu.client() as client:
+        pager = client.accounts.list("", timeout=timeout)
+        await pager.__anext__()
+        assert client._transport.in_flight == 1  # page two is already on its way
+        await pager.aclose()
+
+
 # --- failures --------------------------------------------------------------------------------
 
 
