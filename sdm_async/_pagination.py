@@ -230,6 +230,10 @@ class AsyncPager(Generic[T]):
             raise
         finally:
             self._waiting = False
+        # The page is kept before the loop turns below: a consumer cancelled in them
+        # resumes with it.
+        self._items = getattr(response, self._field)
+        self._index = 0
         cursor = response.meta.next_cursor
         if cursor:
             following = type(self._request)()
@@ -244,8 +248,6 @@ class AsyncPager(Generic[T]):
                 await asyncio.sleep(0)
         else:
             self._pending = self._next = None
-        self._items = getattr(response, self._field)
-        self._index = 0
         return True
 
 

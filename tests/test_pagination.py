@@ -273,3 +273,21 @@ async def test_a_bad_timeout_fails_at_list_before_any_call(emu: Emulator) -> Non
         with pytest.raises(ValueError, match="timeout must be >= 0"):
             client.accounts.list("", timeout=-1)
         assert emu.stats.calls == calls
+
+
+async def test_a_consumer_cancelled_as_a_page_arrives_loses_no_item(emu: Emulator) -> None:
+    """Cancelled in the loop turns the pager gives the next page's request to reach the wire
+    (after the page came in, before it is handed out), the consumer resumes with that page."""
+    async with emu.client() as client:
+        ids = await everyone(client)
+        pager = client.accounts.list("")
+        first = asyncio.ensure_future(pager.__anext__())
+        for _ in range(10_000):  # step the loop until page one is in and page two is sent
+            await asyncio.sleep(0)
+            if pager._next is not None and pager._pending is not pager._request:
+                break
+        assert not first.done()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert [a.id async for a in pager] == ids
