@@ -275,7 +275,7 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
     lines.append(f"        req = {_pb(schema, m.request)}()")
     stmts = []
     for p in params:
-        if _required(svc, m, p) or p.kind == "scalar":
+        if _required(svc, m, p):
             stmts += _param_stmt(p)
         else:  # left out: the field stays unset, as the official SDK does it
             stmts += [f"if {p.name} is not None:", *("    " + x for x in _param_stmt(p))]
@@ -598,6 +598,9 @@ def _catalog_module(schema: Schema) -> str:
 
 
 def write_all(schema: Schema, target: Path) -> None:
+    known = {(s.name, m.name, p.name) for s in schema.services for m in s.methods for p in m.params}
+    if OPTIONAL_PARAMS - known:
+        raise SystemExit(f"OPTIONAL_PARAMS names no parameter: {sorted(OPTIONAL_PARAMS - known)}")
     model_modules: list[str] = []
     for file in schema.files:
         text = _models_module(schema, file)
