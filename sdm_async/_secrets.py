@@ -123,9 +123,7 @@ class ManagedSecrets(_generated.ManagedSecrets):
         # One generation per client, awaited by every retrieve that needs the key.
         self._client_key_future: asyncio.Future[_ClientKey] | None = None
 
-    # The generated base accepts None for the model; here it must be given (a None is a
-    # TypeError at run time), hence the narrower signatures.
-    async def create(  # type: ignore[override]
+    async def create(
         self, managed_secret: ManagedSecret, timeout: float | None = None
     ) -> ManagedSecretCreateResponse:
         """`ManagedSecrets.Create`, the value encrypted for its secret engine. `timeout`
@@ -134,7 +132,7 @@ class ManagedSecrets(_generated.ManagedSecrets):
         resp = await self._send("create", _generated._CREATE, req, managed_secret, timeout)
         return from_pb_ManagedSecretCreateResponse(resp)
 
-    async def update(  # type: ignore[override]
+    async def update(
         self, managed_secret: ManagedSecret, timeout: float | None = None
     ) -> ManagedSecretUpdateResponse:
         """`ManagedSecrets.Update`, the value encrypted for its secret engine. `timeout`

@@ -224,3 +224,86 @@ def test_option_helpers_check_their_keywords(
     assert 'Argument "page_limit" to "from_env"' in output, output
     assert '"max_in_fligth"' in output, output
     assert output.count("error:") == 2, output
+
+
+# --- required arguments --------------------------------------------------------------------
+
+IGNORE = "  # type: ignore[arg-type]"
+
+
+def test_required_arguments_refuse_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`create(None)` and the like are type errors; optional arguments still take None. The
+    sample passes only if every `ignore` in it is needed (`warn_unused_ignores`), and without
+    them mypy reports exactly those lines."""
+    sample = SAMPLES / "required_arguments.py"
+    output, status = run_mypy(sample, monkeypatch)
+    assert status == 0 and not output.strip(), output
+
+    text = sample.read_text()
+    expected = [n for n, line in enumerate(text.splitlines(), 1) if line.endswith(IGNORE)]
+    assert len(expected) >= 10
+    bare = tmp_path / "required_arguments.py"
+    bare.write_text(text.replace(IGNORE, ""))
+    output, status = run_mypy(bare, monkeypatch)
+    reported = sorted(
+        int(line.split(":")[1]) for line in output.splitlines() if "[arg-type]" in line
+    )
+    assert reported == expected, output
+    assert output.count("error:") == len(expected), output
+
+
+def _required_parameters(method: typing.Any) -> list[str]:
+    """The parameters of a generated method whose annotation does not admit None."""
+    hints = typing.get_type_hints(method)
+    out = []
+    for name, param in inspect.signature(method).parameters.items():
+        if name in ("self", "timeout", "filter") or param.kind is param.VAR_POSITIONAL:
+            continue
+        if type(None) not in typing.get_args(hints[name]):
+            out.append(name)
+    return out
+
+
+async def test_none_for_a_required_argument_is_a_clear_error_before_any_call() -> None:
+    """Every generated method: `None` for a required argument raises a TypeError naming the
+    method and the parameter, and nothing reaches the server."""
+    from sdm_async._generated.services import SERVICE_ATTRIBUTES
+    from sdm_async.testing import Emulator
+
+    checked = 0
+    async with Emulator() as emu:
+        async with emu.client() as client:
+            calls = emu.stats.calls
+            for attr in SERVICE_ATTRIBUTES:
+                service = getattr(client, attr)
+                for name, method in inspect.getmembers(service, inspect.ismethod):
+                    if name.startswith("_"):
+                        continue
+                    required = _required_parameters(method)
+                    if not required:
+                        continue
+                    params = [p for p in inspect.signature(method).parameters if p != "timeout"]
+                    args = [None if p != "filter" else "" for p in params if p != "args"]
+                    with pytest.raises(TypeError) as raised:
+                        result = method(*args)
+                        if inspect.isawaitable(result):
+                            await result
+                    message = str(raised.value)
+                    assert message.startswith(f"{attr}.{name}"), message
+                    assert f"{required[0]} must be " in message, message
+                    assert message.endswith(("not None", "not NoneType")), message
+                    checked += 1
+            assert emu.stats.calls == calls
+    assert checked > 100
+
+
+async def test_an_optional_model_argument_may_be_none() -> None:
+    """`secret_engines.rotate(id, None)` leaves the policy out (as the official SDK does)
+    and reaches the server; it used to fail in the policy's converter."""
+    from sdm_async.testing import Emulator
+
+    async with Emulator() as emu:
+        async with emu.client() as client:
+            with pytest.raises(sdm_async.RPCError, match="not emulated"):
+                await client.secret_engines.rotate("se-1", None)
+            assert emu.stats.calls == 1

@@ -6,6 +6,7 @@ the public API gives editors and type checkers the model types, not `Any`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import AsyncIterator
 
@@ -63,6 +64,15 @@ async def accounts(client: sdm_async.Client) -> None:
 
     async for page in client.accounts.list("").pages():
         assert_type(page, list[User | Service | Token])
+
+    async with client.accounts.list("type:user") as users:
+        assert_type(users, AsyncPager[User | Service | Token])
+        async for u in users:
+            assert_type(u, User | Service | Token)
+            break
+    async with contextlib.aclosing(client.roles.list("")) as roles:
+        async for role in roles:
+            assert_type(role, Role)
 
 
 async def resources(client: sdm_async.Client) -> None:

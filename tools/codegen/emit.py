@@ -245,7 +245,7 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
     resp = m.response
     lines: list[str] = []
     params = [p for p in m.params if not (m.is_list and p.name == "filter")]
-    sig = ", ".join(f"{p.name}: {_param_type(p)}" for p in params)
+    sig = ", ".join(f"{p.name}: {_param_type(svc, m, p)}" for p in params)
     if m.is_list:
         assert m.item is not None
         item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
@@ -263,8 +263,22 @@ def _method(schema: Schema, svc: Service, m: Method) -> list[str]:
             f'        """{_summary(svc, m)} `timeout` is seconds for the whole call, '
             'retries and waits included (None: no deadline)."""'
         )
+    for p in params:
+        if _required(svc, m, p):
+            # Checked here: protobuf would take None for a model as "leave it unset" and
+            # send an empty request, or fail with a message that names nothing.
+            lines.append(f"        if {p.name} is None:")
+            lines.append(
+                f'            raise TypeError("{svc.py_attr}.{m.py_name}: {p.name} must be '
+                f'{_expected(schema, p)}, not None")'
+            )
     lines.append(f"        req = {_pb(schema, m.request)}()")
-    stmts = [s for p in params for s in _param_stmt(p)]
+    stmts = []
+    for p in params:
+        if _required(svc, m, p):
+            stmts += _param_stmt(p)
+        else:  # left out: the field stays unset, as the official SDK does it
+            stmts += [f"if {p.name} is not None:", *("    " + x for x in _param_stmt(p))]
     if m.is_list:
         stmts.append("req.filter = quote_filter_args(filter, *args)")
     if stmts:
@@ -304,8 +318,31 @@ def _summary(svc: Service, m: Method) -> str:
     return f"{verb.format(noun=noun)} (`{svc.name}.{m.name}`)."
 
 
-def _param_type(p: Field) -> str:
+# Message parameters that may be left out (None: not sent), as the official SDK allows;
+# every other parameter must be given.
+OPTIONAL_PARAMS = {
+    ("SecretEngines", "Rotate", "password_policy"),  # None: the engine's own policy
+}
+
+
+def _required(svc: Service, m: Method, p: Field) -> bool:
+    return (svc.name, m.name, p.name) not in OPTIONAL_PARAMS
+
+
+def _param_type(svc: Service, m: Method, p: Field) -> str:
+    """A required parameter's annotation does not admit None (models are `X | None` as
+    attributes, where the API may leave them out)."""
+    if _required(svc, m, p):
+        return p.py_type.removesuffix(" | None")
     return p.py_type
+
+
+def _expected(schema: Schema, p: Field) -> str:
+    """What a parameter takes, for the error raised when it is None."""
+    if p.kind == "union":
+        return "one of " + ", ".join(model for _, model in schema.unions[p.target].members)
+    name = p.target if p.kind == "model" else p.py_type.removesuffix(" | None")
+    return f"a {name}" if name[0] not in "aeiouAEIOU" else f"an {name}"
 
 
 def snake_upper(name: str) -> str:
@@ -395,7 +432,7 @@ def _services_module(schema: Schema, file: str) -> str | None:
                     assert m.item is not None
                     item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
                     ids = [p for p in m.params if p.name != "filter"]
-                    sig = "".join(f"{p.name}: {p.py_type}, " for p in ids)
+                    sig = "".join(f"{p.name}: {_param_type(s, m, p)}, " for p in ids)
                     call = "".join(f"{p.name}, " for p in ids)
                     out.append(
                         f"    def list(self, {sig}filter: str, *args: object, "
@@ -561,6 +598,9 @@ def _catalog_module(schema: Schema) -> str:
 
 
 def write_all(schema: Schema, target: Path) -> None:
+    known = {(s.name, m.name, p.name) for s in schema.services for m in s.methods for p in m.params}
+    if OPTIONAL_PARAMS - known:
+        raise SystemExit(f"OPTIONAL_PARAMS names no parameter: {sorted(OPTIONAL_PARAMS - known)}")
     model_modules: list[str] = []
     for file in schema.files:
         text = _models_module(schema, file)

@@ -22,8 +22,10 @@ _LIST = MethodInfo("AccountAttachments.List", "/v1.AccountAttachments/List", acc
 class AccountAttachments(_Service):
     """The `AccountAttachments` service of the StrongDM API."""
 
-    async def create(self, account_attachment: AccountAttachment | None, timeout: float | None = None) -> AccountAttachmentCreateResponse:
+    async def create(self, account_attachment: AccountAttachment, timeout: float | None = None) -> AccountAttachmentCreateResponse:
         """Create one AccountAttachment (`AccountAttachments.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if account_attachment is None:
+            raise TypeError("account_attachments.create: account_attachment must be an AccountAttachment, not None")
         req = account_attachments_pb2.AccountAttachmentCreateRequest()
         try:
             to_pb_AccountAttachment(account_attachment, req.account_attachment)
@@ -33,6 +35,8 @@ class AccountAttachments(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> AccountAttachmentGetResponse:
         """The AccountAttachment with this id (`AccountAttachments.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("account_attachments.get: id must be a str, not None")
         req = account_attachments_pb2.AccountAttachmentGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class AccountAttachments(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountAttachmentDeleteResponse:
         """Delete the AccountAttachment with this id (`AccountAttachments.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("account_attachments.delete: id must be a str, not None")
         req = account_attachments_pb2.AccountAttachmentDeleteRequest()
         try:
             req.id = id

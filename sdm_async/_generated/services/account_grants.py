@@ -22,8 +22,10 @@ _LIST = MethodInfo("AccountGrants.List", "/v1.AccountGrants/List", account_grant
 class AccountGrants(_Service):
     """The `AccountGrants` service of the StrongDM API."""
 
-    async def create(self, account_grant: AccountGrant | None, timeout: float | None = None) -> AccountGrantCreateResponse:
+    async def create(self, account_grant: AccountGrant, timeout: float | None = None) -> AccountGrantCreateResponse:
         """Create one AccountGrant (`AccountGrants.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if account_grant is None:
+            raise TypeError("account_grants.create: account_grant must be an AccountGrant, not None")
         req = account_grants_pb2.AccountGrantCreateRequest()
         try:
             to_pb_AccountGrant(account_grant, req.account_grant)
@@ -33,6 +35,8 @@ class AccountGrants(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGrantGetResponse:
         """The AccountGrant with this id (`AccountGrants.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("account_grants.get: id must be a str, not None")
         req = account_grants_pb2.AccountGrantGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class AccountGrants(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountGrantDeleteResponse:
         """Delete the AccountGrant with this id (`AccountGrants.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("account_grants.delete: id must be a str, not None")
         req = account_grants_pb2.AccountGrantDeleteRequest()
         try:
             req.id = id

@@ -23,8 +23,10 @@ _LIST = MethodInfo("Accounts.List", "/v1.Accounts/List", accounts_pb2.AccountLis
 class Accounts(_Service):
     """The `Accounts` service of the StrongDM API."""
 
-    async def create(self, account: Account | None, timeout: float | None = None) -> AccountCreateResponse:
+    async def create(self, account: Account, timeout: float | None = None) -> AccountCreateResponse:
         """Create one Account (`Accounts.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if account is None:
+            raise TypeError("accounts.create: account must be one of User, Service, Token, not None")
         req = accounts_pb2.AccountCreateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -34,6 +36,8 @@ class Accounts(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGetResponse:
         """The Account with this id (`Accounts.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("accounts.get: id must be a str, not None")
         req = accounts_pb2.AccountGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class Accounts(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_AccountGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, account: Account | None, timeout: float | None = None) -> AccountUpdateResponse:
+    async def update(self, account: Account, timeout: float | None = None) -> AccountUpdateResponse:
         """Replace the Account that has this object's id (`Accounts.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if account is None:
+            raise TypeError("accounts.update: account must be one of User, Service, Token, not None")
         req = accounts_pb2.AccountUpdateRequest()
         try:
             to_pb_Account(account, req.account)
@@ -54,6 +60,8 @@ class Accounts(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountDeleteResponse:
         """Delete the Account with this id (`Accounts.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("accounts.delete: id must be a str, not None")
         req = accounts_pb2.AccountDeleteRequest()
         try:
             req.id = id

@@ -22,8 +22,10 @@ _LIST = MethodInfo("AccountsGroups.List", "/v1.AccountsGroups/List", accounts_gr
 class AccountsGroups(_Service):
     """The `AccountsGroups` service of the StrongDM API."""
 
-    async def create(self, account_group: AccountGroup | None, timeout: float | None = None) -> AccountGroupCreateResponse:
+    async def create(self, account_group: AccountGroup, timeout: float | None = None) -> AccountGroupCreateResponse:
         """Create one AccountGroup (`AccountsGroups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if account_group is None:
+            raise TypeError("accounts_groups.create: account_group must be an AccountGroup, not None")
         req = accounts_groups_pb2.AccountGroupCreateRequest()
         try:
             to_pb_AccountGroup(account_group, req.account_group)
@@ -33,6 +35,8 @@ class AccountsGroups(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> AccountGroupGetResponse:
         """The AccountGroup with this id (`AccountsGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("accounts_groups.get: id must be a str, not None")
         req = accounts_groups_pb2.AccountGroupGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class AccountsGroups(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> AccountGroupDeleteResponse:
         """Delete the AccountGroup with this id (`AccountsGroups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("accounts_groups.delete: id must be a str, not None")
         req = accounts_groups_pb2.AccountGroupDeleteRequest()
         try:
             req.id = id

@@ -22,6 +22,8 @@ class Activities(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ActivityGetResponse:
         """The Activity with this id (`Activities.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("activities.get: id must be a str, not None")
         req = activities_pb2.ActivityGetRequest()
         try:
             req.id = id

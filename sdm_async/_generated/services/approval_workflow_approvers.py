@@ -22,8 +22,10 @@ _LIST = MethodInfo("ApprovalWorkflowApprovers.List", "/v1.ApprovalWorkflowApprov
 class ApprovalWorkflowApprovers(_Service):
     """The `ApprovalWorkflowApprovers` service of the StrongDM API."""
 
-    async def create(self, approval_workflow_approver: ApprovalWorkflowApprover | None, timeout: float | None = None) -> ApprovalWorkflowApproverCreateResponse:
+    async def create(self, approval_workflow_approver: ApprovalWorkflowApprover, timeout: float | None = None) -> ApprovalWorkflowApproverCreateResponse:
         """Create one ApprovalWorkflowApprover (`ApprovalWorkflowApprovers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if approval_workflow_approver is None:
+            raise TypeError("approval_workflow_approvers.create: approval_workflow_approver must be an ApprovalWorkflowApprover, not None")
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverCreateRequest()
         try:
             to_pb_ApprovalWorkflowApprover(approval_workflow_approver, req.approval_workflow_approver)
@@ -33,6 +35,8 @@ class ApprovalWorkflowApprovers(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowApproverGetResponse:
         """The ApprovalWorkflowApprover with this id (`ApprovalWorkflowApprovers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflow_approvers.get: id must be a str, not None")
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class ApprovalWorkflowApprovers(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowApproverDeleteResponse:
         """Delete the ApprovalWorkflowApprover with this id (`ApprovalWorkflowApprovers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflow_approvers.delete: id must be a str, not None")
         req = approval_workflow_approvers_pb2.ApprovalWorkflowApproverDeleteRequest()
         try:
             req.id = id

@@ -22,8 +22,10 @@ _LIST = MethodInfo("ApprovalWorkflowSteps.List", "/v1.ApprovalWorkflowSteps/List
 class ApprovalWorkflowSteps(_Service):
     """The `ApprovalWorkflowSteps` service of the StrongDM API."""
 
-    async def create(self, approval_workflow_step: ApprovalWorkflowStep | None, timeout: float | None = None) -> ApprovalWorkflowStepCreateResponse:
+    async def create(self, approval_workflow_step: ApprovalWorkflowStep, timeout: float | None = None) -> ApprovalWorkflowStepCreateResponse:
         """Create one ApprovalWorkflowStep (`ApprovalWorkflowSteps.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if approval_workflow_step is None:
+            raise TypeError("approval_workflow_steps.create: approval_workflow_step must be an ApprovalWorkflowStep, not None")
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepCreateRequest()
         try:
             to_pb_ApprovalWorkflowStep(approval_workflow_step, req.approval_workflow_step)
@@ -33,6 +35,8 @@ class ApprovalWorkflowSteps(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowStepGetResponse:
         """The ApprovalWorkflowStep with this id (`ApprovalWorkflowSteps.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflow_steps.get: id must be a str, not None")
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class ApprovalWorkflowSteps(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowStepDeleteResponse:
         """Delete the ApprovalWorkflowStep with this id (`ApprovalWorkflowSteps.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflow_steps.delete: id must be a str, not None")
         req = approval_workflow_steps_pb2.ApprovalWorkflowStepDeleteRequest()
         try:
             req.id = id

@@ -23,8 +23,10 @@ _LIST = MethodInfo("ApprovalWorkflows.List", "/v1.ApprovalWorkflows/List", appro
 class ApprovalWorkflows(_Service):
     """The `ApprovalWorkflows` service of the StrongDM API."""
 
-    async def create(self, approval_workflow: ApprovalWorkflow | None, timeout: float | None = None) -> ApprovalWorkflowCreateResponse:
+    async def create(self, approval_workflow: ApprovalWorkflow, timeout: float | None = None) -> ApprovalWorkflowCreateResponse:
         """Create one ApprovalWorkflow (`ApprovalWorkflows.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if approval_workflow is None:
+            raise TypeError("approval_workflows.create: approval_workflow must be an ApprovalWorkflow, not None")
         req = approval_workflows_pb2.ApprovalWorkflowCreateRequest()
         try:
             to_pb_ApprovalWorkflow(approval_workflow, req.approval_workflow)
@@ -34,6 +36,8 @@ class ApprovalWorkflows(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ApprovalWorkflowGetResponse:
         """The ApprovalWorkflow with this id (`ApprovalWorkflows.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflows.get: id must be a str, not None")
         req = approval_workflows_pb2.ApprovalWorkflowGetRequest()
         try:
             req.id = id
@@ -45,6 +49,8 @@ class ApprovalWorkflows(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ApprovalWorkflowDeleteResponse:
         """Delete the ApprovalWorkflow with this id (`ApprovalWorkflows.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("approval_workflows.delete: id must be a str, not None")
         req = approval_workflows_pb2.ApprovalWorkflowDeleteRequest()
         try:
             req.id = id
@@ -52,8 +58,10 @@ class ApprovalWorkflows(_Service):
             raise bad_argument("approval_workflows.delete", [("id", id)], e) from None
         return from_pb_ApprovalWorkflowDeleteResponse(await self._call(_DELETE, req, timeout))
 
-    async def update(self, approval_workflow: ApprovalWorkflow | None, timeout: float | None = None) -> ApprovalWorkflowUpdateResponse:
+    async def update(self, approval_workflow: ApprovalWorkflow, timeout: float | None = None) -> ApprovalWorkflowUpdateResponse:
         """Replace the ApprovalWorkflow that has this object's id (`ApprovalWorkflows.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if approval_workflow is None:
+            raise TypeError("approval_workflows.update: approval_workflow must be an ApprovalWorkflow, not None")
         req = approval_workflows_pb2.ApprovalWorkflowUpdateRequest()
         try:
             to_pb_ApprovalWorkflow(approval_workflow, req.approval_workflow)

@@ -45,6 +45,8 @@ class ControlPanel(_Service):
 
     async def verify_jwt(self, token: str, timeout: float | None = None) -> ControlPanelVerifyJWTResponse:
         """`ControlPanel.VerifyJWT`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if token is None:
+            raise TypeError("control_panel.verify_jwt: token must be a str, not None")
         req = control_panel_pb2.ControlPanelVerifyJWTRequest()
         try:
             req.token = token

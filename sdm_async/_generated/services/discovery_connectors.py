@@ -23,8 +23,10 @@ _LIST = MethodInfo("DiscoveryConnectors.List", "/v1.DiscoveryConnectors/List", d
 class DiscoveryConnectors(_Service):
     """The `DiscoveryConnectors` service of the StrongDM API."""
 
-    async def create(self, connector: Connector | None, timeout: float | None = None) -> ConnectorCreateResponse:
+    async def create(self, connector: Connector, timeout: float | None = None) -> ConnectorCreateResponse:
         """Create one Connector (`DiscoveryConnectors.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if connector is None:
+            raise TypeError("discovery_connectors.create: connector must be one of AWSConnector, AzureConnector, GCPConnector, not None")
         req = discovery_connectors_pb2.ConnectorCreateRequest()
         try:
             to_pb_Connector(connector, req.connector)
@@ -34,6 +36,8 @@ class DiscoveryConnectors(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ConnectorGetResponse:
         """The Connector with this id (`DiscoveryConnectors.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("discovery_connectors.get: id must be a str, not None")
         req = discovery_connectors_pb2.ConnectorGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class DiscoveryConnectors(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_ConnectorGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, connector: Connector | None, timeout: float | None = None) -> ConnectorUpdateResponse:
+    async def update(self, connector: Connector, timeout: float | None = None) -> ConnectorUpdateResponse:
         """Replace the Connector that has this object's id (`DiscoveryConnectors.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if connector is None:
+            raise TypeError("discovery_connectors.update: connector must be one of AWSConnector, AzureConnector, GCPConnector, not None")
         req = discovery_connectors_pb2.ConnectorUpdateRequest()
         try:
             to_pb_Connector(connector, req.connector)
@@ -54,6 +60,8 @@ class DiscoveryConnectors(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ConnectorDeleteResponse:
         """Delete the Connector with this id (`DiscoveryConnectors.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("discovery_connectors.delete: id must be a str, not None")
         req = discovery_connectors_pb2.ConnectorDeleteRequest()
         try:
             req.id = id

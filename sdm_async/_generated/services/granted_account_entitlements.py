@@ -21,6 +21,8 @@ class GrantedAccountEntitlements(_Service):
 
     def list(self, account_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedAccountEntitlement]:
         """`GrantedAccountEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
+        if account_id is None:
+            raise TypeError("granted_account_entitlements.list: account_id must be a str, not None")
         req = granted_account_entitlements_pb2.GrantedAccountEntitlementListRequest()
         try:
             req.account_id = account_id

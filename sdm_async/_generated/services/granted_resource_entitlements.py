@@ -21,6 +21,8 @@ class GrantedResourceEntitlements(_Service):
 
     def list(self, resource_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[GrantedResourceEntitlement]:
         """`GrantedResourceEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
+        if resource_id is None:
+            raise TypeError("granted_resource_entitlements.list: resource_id must be a str, not None")
         req = granted_resource_entitlements_pb2.GrantedResourceEntitlementListRequest()
         try:
             req.resource_id = resource_id

@@ -24,8 +24,10 @@ _LIST = MethodInfo("Groups.List", "/v1.Groups/List", groups_pb2.GroupListRespons
 class Groups(_Service):
     """The `Groups` service of the StrongDM API."""
 
-    async def create(self, group: Group | None, timeout: float | None = None) -> GroupCreateResponse:
+    async def create(self, group: Group, timeout: float | None = None) -> GroupCreateResponse:
         """Create one Group (`Groups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if group is None:
+            raise TypeError("groups.create: group must be a Group, not None")
         req = groups_pb2.GroupCreateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -35,6 +37,10 @@ class Groups(_Service):
 
     async def create_from_roles(self, role_ids: list[str], commit: bool, timeout: float | None = None) -> GroupCreateFromRolesResponse:
         """`Groups.CreateFromRoles`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if role_ids is None:
+            raise TypeError("groups.create_from_roles: role_ids must be a list[str], not None")
+        if commit is None:
+            raise TypeError("groups.create_from_roles: commit must be a bool, not None")
         req = groups_pb2.GroupCreateFromRolesRequest()
         try:
             req.role_ids.extend(role_ids)
@@ -45,6 +51,8 @@ class Groups(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> GroupGetResponse:
         """The Group with this id (`Groups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("groups.get: id must be a str, not None")
         req = groups_pb2.GroupGetRequest()
         try:
             req.id = id
@@ -54,8 +62,10 @@ class Groups(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_GroupGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, group: Group | None, timeout: float | None = None) -> GroupUpdateResponse:
+    async def update(self, group: Group, timeout: float | None = None) -> GroupUpdateResponse:
         """Replace the Group that has this object's id (`Groups.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if group is None:
+            raise TypeError("groups.update: group must be a Group, not None")
         req = groups_pb2.GroupUpdateRequest()
         try:
             to_pb_Group(group, req.group)
@@ -65,6 +75,8 @@ class Groups(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> GroupDeleteResponse:
         """Delete the Group with this id (`Groups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("groups.delete: id must be a str, not None")
         req = groups_pb2.GroupDeleteRequest()
         try:
             req.id = id

@@ -22,8 +22,10 @@ _LIST = MethodInfo("GroupsRoles.List", "/v1.GroupsRoles/List", groups_roles_pb2.
 class GroupsRoles(_Service):
     """The `GroupsRoles` service of the StrongDM API."""
 
-    async def create(self, group_role: GroupRole | None, timeout: float | None = None) -> GroupRoleCreateResponse:
+    async def create(self, group_role: GroupRole, timeout: float | None = None) -> GroupRoleCreateResponse:
         """Create one GroupRole (`GroupsRoles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if group_role is None:
+            raise TypeError("groups_roles.create: group_role must be a GroupRole, not None")
         req = groups_roles_pb2.GroupRoleCreateRequest()
         try:
             to_pb_GroupRole(group_role, req.group_role)
@@ -33,6 +35,8 @@ class GroupsRoles(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> GroupRoleGetResponse:
         """The GroupRole with this id (`GroupsRoles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("groups_roles.get: id must be a str, not None")
         req = groups_roles_pb2.GroupRoleGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class GroupsRoles(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> GroupRoleDeleteResponse:
         """Delete the GroupRole with this id (`GroupsRoles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("groups_roles.delete: id must be a str, not None")
         req = groups_roles_pb2.GroupRoleDeleteRequest()
         try:
             req.id = id

@@ -23,8 +23,10 @@ _LIST = MethodInfo("IdentityAliases.List", "/v1.IdentityAliases/List", identity_
 class IdentityAliases(_Service):
     """The `IdentityAliases` service of the StrongDM API."""
 
-    async def create(self, identity_alias: IdentityAlias | None, timeout: float | None = None) -> IdentityAliasCreateResponse:
+    async def create(self, identity_alias: IdentityAlias, timeout: float | None = None) -> IdentityAliasCreateResponse:
         """Create one IdentityAlias (`IdentityAliases.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if identity_alias is None:
+            raise TypeError("identity_aliases.create: identity_alias must be an IdentityAlias, not None")
         req = identity_aliases_pb2.IdentityAliasCreateRequest()
         try:
             to_pb_IdentityAlias(identity_alias, req.identity_alias)
@@ -34,6 +36,8 @@ class IdentityAliases(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> IdentityAliasGetResponse:
         """The IdentityAlias with this id (`IdentityAliases.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("identity_aliases.get: id must be a str, not None")
         req = identity_aliases_pb2.IdentityAliasGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class IdentityAliases(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_IdentityAliasGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, identity_alias: IdentityAlias | None, timeout: float | None = None) -> IdentityAliasUpdateResponse:
+    async def update(self, identity_alias: IdentityAlias, timeout: float | None = None) -> IdentityAliasUpdateResponse:
         """Replace the IdentityAlias that has this object's id (`IdentityAliases.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if identity_alias is None:
+            raise TypeError("identity_aliases.update: identity_alias must be an IdentityAlias, not None")
         req = identity_aliases_pb2.IdentityAliasUpdateRequest()
         try:
             to_pb_IdentityAlias(identity_alias, req.identity_alias)
@@ -54,6 +60,8 @@ class IdentityAliases(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> IdentityAliasDeleteResponse:
         """Delete the IdentityAlias with this id (`IdentityAliases.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("identity_aliases.delete: id must be a str, not None")
         req = identity_aliases_pb2.IdentityAliasDeleteRequest()
         try:
             req.id = id

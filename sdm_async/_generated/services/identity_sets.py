@@ -23,8 +23,10 @@ _LIST = MethodInfo("IdentitySets.List", "/v1.IdentitySets/List", identity_sets_p
 class IdentitySets(_Service):
     """The `IdentitySets` service of the StrongDM API."""
 
-    async def create(self, identity_set: IdentitySet | None, timeout: float | None = None) -> IdentitySetCreateResponse:
+    async def create(self, identity_set: IdentitySet, timeout: float | None = None) -> IdentitySetCreateResponse:
         """Create one IdentitySet (`IdentitySets.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if identity_set is None:
+            raise TypeError("identity_sets.create: identity_set must be an IdentitySet, not None")
         req = identity_sets_pb2.IdentitySetCreateRequest()
         try:
             to_pb_IdentitySet(identity_set, req.identity_set)
@@ -34,6 +36,8 @@ class IdentitySets(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> IdentitySetGetResponse:
         """The IdentitySet with this id (`IdentitySets.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("identity_sets.get: id must be a str, not None")
         req = identity_sets_pb2.IdentitySetGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class IdentitySets(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_IdentitySetGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, identity_set: IdentitySet | None, timeout: float | None = None) -> IdentitySetUpdateResponse:
+    async def update(self, identity_set: IdentitySet, timeout: float | None = None) -> IdentitySetUpdateResponse:
         """Replace the IdentitySet that has this object's id (`IdentitySets.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if identity_set is None:
+            raise TypeError("identity_sets.update: identity_set must be an IdentitySet, not None")
         req = identity_sets_pb2.IdentitySetUpdateRequest()
         try:
             to_pb_IdentitySet(identity_set, req.identity_set)
@@ -54,6 +60,8 @@ class IdentitySets(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> IdentitySetDeleteResponse:
         """Delete the IdentitySet with this id (`IdentitySets.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("identity_sets.delete: id must be a str, not None")
         req = identity_sets_pb2.IdentitySetDeleteRequest()
         try:
             req.id = id

@@ -47,8 +47,10 @@ class ManagedSecrets(_Service):
             raise bad_argument("managed_secrets.list_by_actor", [], e) from None
         return self._pager(_LIST_BY_ACTOR, req, timeout, "managed_secrets", from_pb_ManagedSecret)
 
-    async def create(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretCreateResponse:
+    async def create(self, managed_secret: ManagedSecret, timeout: float | None = None) -> ManagedSecretCreateResponse:
         """Create one ManagedSecret (`ManagedSecrets.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if managed_secret is None:
+            raise TypeError("managed_secrets.create: managed_secret must be a ManagedSecret, not None")
         req = managed_secrets_pb2.ManagedSecretCreateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -56,8 +58,10 @@ class ManagedSecrets(_Service):
             raise bad_argument("managed_secrets.create", [("managed_secret", managed_secret)], e) from None
         return from_pb_ManagedSecretCreateResponse(await self._call(_CREATE, req, timeout))
 
-    async def update(self, managed_secret: ManagedSecret | None, timeout: float | None = None) -> ManagedSecretUpdateResponse:
+    async def update(self, managed_secret: ManagedSecret, timeout: float | None = None) -> ManagedSecretUpdateResponse:
         """Replace the ManagedSecret that has this object's id (`ManagedSecrets.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if managed_secret is None:
+            raise TypeError("managed_secrets.update: managed_secret must be a ManagedSecret, not None")
         req = managed_secrets_pb2.ManagedSecretUpdateRequest()
         try:
             to_pb_ManagedSecret(managed_secret, req.managed_secret)
@@ -67,6 +71,8 @@ class ManagedSecrets(_Service):
 
     async def rotate(self, id: str, timeout: float | None = None) -> ManagedSecretRotateResponse:
         """`ManagedSecrets.Rotate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.rotate: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretRotateRequest()
         try:
             req.id = id
@@ -76,6 +82,8 @@ class ManagedSecrets(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ManagedSecretDeleteResponse:
         """Delete the ManagedSecret with this id (`ManagedSecrets.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.delete: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretDeleteRequest()
         try:
             req.id = id
@@ -85,6 +93,8 @@ class ManagedSecrets(_Service):
 
     async def force_delete(self, id: str, timeout: float | None = None) -> ManagedSecretDeleteResponse:
         """`ManagedSecrets.ForceDelete`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.force_delete: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretDeleteRequest()
         try:
             req.id = id
@@ -94,6 +104,8 @@ class ManagedSecrets(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ManagedSecretGetResponse:
         """The ManagedSecret with this id (`ManagedSecrets.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.get: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretGetRequest()
         try:
             req.id = id
@@ -105,6 +117,8 @@ class ManagedSecrets(_Service):
 
     async def retrieve(self, id: str, timeout: float | None = None) -> ManagedSecretRetrieveResponse:
         """`ManagedSecrets.Retrieve`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.retrieve: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretRetrieveRequest()
         try:
             req.id = id
@@ -116,6 +130,8 @@ class ManagedSecrets(_Service):
 
     async def validate(self, id: str, timeout: float | None = None) -> ManagedSecretValidateResponse:
         """`ManagedSecrets.Validate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("managed_secrets.validate: id must be a str, not None")
         req = managed_secrets_pb2.ManagedSecretValidateRequest()
         try:
             req.id = id

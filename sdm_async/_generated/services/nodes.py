@@ -24,8 +24,10 @@ _TCP_PROBE = MethodInfo("Nodes.TCPProbe", "/v1.Nodes/TCPProbe", nodes_pb2.NodeTC
 class Nodes(_Service):
     """The `Nodes` service of the StrongDM API."""
 
-    async def create(self, node: Node | None, timeout: float | None = None) -> NodeCreateResponse:
+    async def create(self, node: Node, timeout: float | None = None) -> NodeCreateResponse:
         """Create one Node (`Nodes.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if node is None:
+            raise TypeError("nodes.create: node must be one of Relay, Gateway, ProxyCluster, not None")
         req = nodes_pb2.NodeCreateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -35,6 +37,8 @@ class Nodes(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> NodeGetResponse:
         """The Node with this id (`Nodes.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("nodes.get: id must be a str, not None")
         req = nodes_pb2.NodeGetRequest()
         try:
             req.id = id
@@ -44,8 +48,10 @@ class Nodes(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_NodeGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, node: Node | None, timeout: float | None = None) -> NodeUpdateResponse:
+    async def update(self, node: Node, timeout: float | None = None) -> NodeUpdateResponse:
         """Replace the Node that has this object's id (`Nodes.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if node is None:
+            raise TypeError("nodes.update: node must be one of Relay, Gateway, ProxyCluster, not None")
         req = nodes_pb2.NodeUpdateRequest()
         try:
             to_pb_Node(node, req.node)
@@ -55,6 +61,8 @@ class Nodes(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> NodeDeleteResponse:
         """Delete the Node with this id (`Nodes.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("nodes.delete: id must be a str, not None")
         req = nodes_pb2.NodeDeleteRequest()
         try:
             req.id = id
@@ -73,6 +81,12 @@ class Nodes(_Service):
 
     async def tcp_probe(self, node_id: str, host: str, port: int, timeout: float | None = None) -> NodeTCPProbeResponse:
         """`Nodes.TCPProbe`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if node_id is None:
+            raise TypeError("nodes.tcp_probe: node_id must be a str, not None")
+        if host is None:
+            raise TypeError("nodes.tcp_probe: host must be a str, not None")
+        if port is None:
+            raise TypeError("nodes.tcp_probe: port must be an int, not None")
         req = nodes_pb2.NodeTCPProbeRequest()
         try:
             req.node_id = node_id

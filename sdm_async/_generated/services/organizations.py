@@ -28,8 +28,10 @@ class Organizations(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_OrganizationGetMFAResponse(await self._call(_GET_MFA, req, timeout))
 
-    async def update_mfa(self, mfa: MFAConfig | None, timeout: float | None = None) -> OrganizationUpdateMFAResponse:
+    async def update_mfa(self, mfa: MFAConfig, timeout: float | None = None) -> OrganizationUpdateMFAResponse:
         """`Organizations.UpdateMFA`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if mfa is None:
+            raise TypeError("organizations.update_mfa: mfa must be a MFAConfig, not None")
         req = organizations_pb2.OrganizationUpdateMFARequest()
         try:
             to_pb_MFAConfig(mfa, req.mfa)
@@ -37,8 +39,10 @@ class Organizations(_Service):
             raise bad_argument("organizations.update_mfa", [("mfa", mfa)], e) from None
         return from_pb_OrganizationUpdateMFAResponse(await self._call(_UPDATE_MFA, req, timeout))
 
-    async def test_mfa(self, mfa: MFAConfig | None, timeout: float | None = None) -> OrganizationTestMFAResponse:
+    async def test_mfa(self, mfa: MFAConfig, timeout: float | None = None) -> OrganizationTestMFAResponse:
         """`Organizations.TestMFA`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if mfa is None:
+            raise TypeError("organizations.test_mfa: mfa must be a MFAConfig, not None")
         req = organizations_pb2.OrganizationTestMFARequest()
         try:
             to_pb_MFAConfig(mfa, req.mfa)

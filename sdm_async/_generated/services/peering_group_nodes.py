@@ -22,8 +22,10 @@ _LIST = MethodInfo("PeeringGroupNodes.List", "/v1.PeeringGroupNodes/List", peeri
 class PeeringGroupNodes(_Service):
     """The `PeeringGroupNodes` service of the StrongDM API."""
 
-    async def create(self, peering_group_node: PeeringGroupNode | None, timeout: float | None = None) -> PeeringGroupNodeCreateResponse:
+    async def create(self, peering_group_node: PeeringGroupNode, timeout: float | None = None) -> PeeringGroupNodeCreateResponse:
         """Create one PeeringGroupNode (`PeeringGroupNodes.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if peering_group_node is None:
+            raise TypeError("peering_group_nodes.create: peering_group_node must be a PeeringGroupNode, not None")
         req = peering_group_nodes_pb2.PeeringGroupNodeCreateRequest()
         try:
             to_pb_PeeringGroupNode(peering_group_node, req.peering_group_node)
@@ -33,6 +35,8 @@ class PeeringGroupNodes(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupNodeDeleteResponse:
         """Delete the PeeringGroupNode with this id (`PeeringGroupNodes.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_nodes.delete: id must be a str, not None")
         req = peering_group_nodes_pb2.PeeringGroupNodeDeleteRequest()
         try:
             req.id = id
@@ -42,6 +46,8 @@ class PeeringGroupNodes(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupNodeGetResponse:
         """The PeeringGroupNode with this id (`PeeringGroupNodes.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_nodes.get: id must be a str, not None")
         req = peering_group_nodes_pb2.PeeringGroupNodeGetRequest()
         try:
             req.id = id

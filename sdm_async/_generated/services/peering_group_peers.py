@@ -22,8 +22,10 @@ _LIST = MethodInfo("PeeringGroupPeers.List", "/v1.PeeringGroupPeers/List", peeri
 class PeeringGroupPeers(_Service):
     """The `PeeringGroupPeers` service of the StrongDM API."""
 
-    async def create(self, peering_group_peer: PeeringGroupPeer | None, timeout: float | None = None) -> PeeringGroupPeerCreateResponse:
+    async def create(self, peering_group_peer: PeeringGroupPeer, timeout: float | None = None) -> PeeringGroupPeerCreateResponse:
         """Create one PeeringGroupPeer (`PeeringGroupPeers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if peering_group_peer is None:
+            raise TypeError("peering_group_peers.create: peering_group_peer must be a PeeringGroupPeer, not None")
         req = peering_group_peers_pb2.PeeringGroupPeerCreateRequest()
         try:
             to_pb_PeeringGroupPeer(peering_group_peer, req.peering_group_peer)
@@ -33,6 +35,8 @@ class PeeringGroupPeers(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupPeerDeleteResponse:
         """Delete the PeeringGroupPeer with this id (`PeeringGroupPeers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_peers.delete: id must be a str, not None")
         req = peering_group_peers_pb2.PeeringGroupPeerDeleteRequest()
         try:
             req.id = id
@@ -42,6 +46,8 @@ class PeeringGroupPeers(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupPeerGetResponse:
         """The PeeringGroupPeer with this id (`PeeringGroupPeers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_peers.get: id must be a str, not None")
         req = peering_group_peers_pb2.PeeringGroupPeerGetRequest()
         try:
             req.id = id

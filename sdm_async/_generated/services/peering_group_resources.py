@@ -22,8 +22,10 @@ _LIST = MethodInfo("PeeringGroupResources.List", "/v1.PeeringGroupResources/List
 class PeeringGroupResources(_Service):
     """The `PeeringGroupResources` service of the StrongDM API."""
 
-    async def create(self, peering_group_resource: PeeringGroupResource | None, timeout: float | None = None) -> PeeringGroupResourceCreateResponse:
+    async def create(self, peering_group_resource: PeeringGroupResource, timeout: float | None = None) -> PeeringGroupResourceCreateResponse:
         """Create one PeeringGroupResource (`PeeringGroupResources.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if peering_group_resource is None:
+            raise TypeError("peering_group_resources.create: peering_group_resource must be a PeeringGroupResource, not None")
         req = peering_group_resources_pb2.PeeringGroupResourceCreateRequest()
         try:
             to_pb_PeeringGroupResource(peering_group_resource, req.peering_group_resource)
@@ -33,6 +35,8 @@ class PeeringGroupResources(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupResourceDeleteResponse:
         """Delete the PeeringGroupResource with this id (`PeeringGroupResources.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_resources.delete: id must be a str, not None")
         req = peering_group_resources_pb2.PeeringGroupResourceDeleteRequest()
         try:
             req.id = id
@@ -42,6 +46,8 @@ class PeeringGroupResources(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupResourceGetResponse:
         """The PeeringGroupResource with this id (`PeeringGroupResources.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_group_resources.get: id must be a str, not None")
         req = peering_group_resources_pb2.PeeringGroupResourceGetRequest()
         try:
             req.id = id

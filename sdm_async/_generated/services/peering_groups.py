@@ -22,8 +22,10 @@ _LIST = MethodInfo("PeeringGroups.List", "/v1.PeeringGroups/List", peering_group
 class PeeringGroups(_Service):
     """The `PeeringGroups` service of the StrongDM API."""
 
-    async def create(self, peering_group: PeeringGroup | None, timeout: float | None = None) -> PeeringGroupCreateResponse:
+    async def create(self, peering_group: PeeringGroup, timeout: float | None = None) -> PeeringGroupCreateResponse:
         """Create one PeeringGroup (`PeeringGroups.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if peering_group is None:
+            raise TypeError("peering_groups.create: peering_group must be a PeeringGroup, not None")
         req = peering_groups_pb2.PeeringGroupCreateRequest()
         try:
             to_pb_PeeringGroup(peering_group, req.peering_group)
@@ -33,6 +35,8 @@ class PeeringGroups(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> PeeringGroupDeleteResponse:
         """Delete the PeeringGroup with this id (`PeeringGroups.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_groups.delete: id must be a str, not None")
         req = peering_groups_pb2.PeeringGroupDeleteRequest()
         try:
             req.id = id
@@ -42,6 +46,8 @@ class PeeringGroups(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> PeeringGroupGetResponse:
         """The PeeringGroup with this id (`PeeringGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("peering_groups.get: id must be a str, not None")
         req = peering_groups_pb2.PeeringGroupGetRequest()
         try:
             req.id = id

@@ -23,8 +23,10 @@ _LIST = MethodInfo("Policies.List", "/v1.Policies/List", policies_pb2.PolicyList
 class Policies(_Service):
     """The `Policies` service of the StrongDM API."""
 
-    async def create(self, policy: Policy | None, timeout: float | None = None) -> PolicyCreateResponse:
+    async def create(self, policy: Policy, timeout: float | None = None) -> PolicyCreateResponse:
         """Create one Policy (`Policies.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if policy is None:
+            raise TypeError("policies.create: policy must be a Policy, not None")
         req = policies_pb2.PolicyCreateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -34,6 +36,8 @@ class Policies(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> PolicyDeleteResponse:
         """Delete the Policy with this id (`Policies.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("policies.delete: id must be a str, not None")
         req = policies_pb2.PolicyDeleteRequest()
         try:
             req.id = id
@@ -41,8 +45,10 @@ class Policies(_Service):
             raise bad_argument("policies.delete", [("id", id)], e) from None
         return from_pb_PolicyDeleteResponse(await self._call(_DELETE, req, timeout))
 
-    async def update(self, policy: Policy | None, timeout: float | None = None) -> PolicyUpdateResponse:
+    async def update(self, policy: Policy, timeout: float | None = None) -> PolicyUpdateResponse:
         """Replace the Policy that has this object's id (`Policies.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if policy is None:
+            raise TypeError("policies.update: policy must be a Policy, not None")
         req = policies_pb2.PolicyUpdateRequest()
         try:
             to_pb_Policy(policy, req.policy)
@@ -52,6 +58,8 @@ class Policies(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> PolicyGetResponse:
         """The Policy with this id (`Policies.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("policies.get: id must be a str, not None")
         req = policies_pb2.PolicyGetRequest()
         try:
             req.id = id

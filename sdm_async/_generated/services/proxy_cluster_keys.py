@@ -22,8 +22,10 @@ _LIST = MethodInfo("ProxyClusterKeys.List", "/v1.ProxyClusterKeys/List", proxy_c
 class ProxyClusterKeys(_Service):
     """The `ProxyClusterKeys` service of the StrongDM API."""
 
-    async def create(self, proxy_cluster_key: ProxyClusterKey | None, timeout: float | None = None) -> ProxyClusterKeyCreateResponse:
+    async def create(self, proxy_cluster_key: ProxyClusterKey, timeout: float | None = None) -> ProxyClusterKeyCreateResponse:
         """Create one ProxyClusterKey (`ProxyClusterKeys.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if proxy_cluster_key is None:
+            raise TypeError("proxy_cluster_keys.create: proxy_cluster_key must be a ProxyClusterKey, not None")
         req = proxy_cluster_keys_pb2.ProxyClusterKeyCreateRequest()
         try:
             to_pb_ProxyClusterKey(proxy_cluster_key, req.proxy_cluster_key)
@@ -33,6 +35,8 @@ class ProxyClusterKeys(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ProxyClusterKeyGetResponse:
         """The ProxyClusterKey with this id (`ProxyClusterKeys.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("proxy_cluster_keys.get: id must be a str, not None")
         req = proxy_cluster_keys_pb2.ProxyClusterKeyGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class ProxyClusterKeys(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ProxyClusterKeyDeleteResponse:
         """Delete the ProxyClusterKey with this id (`ProxyClusterKeys.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("proxy_cluster_keys.delete: id must be a str, not None")
         req = proxy_cluster_keys_pb2.ProxyClusterKeyDeleteRequest()
         try:
             req.id = id

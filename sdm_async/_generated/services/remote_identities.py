@@ -23,8 +23,10 @@ _LIST = MethodInfo("RemoteIdentities.List", "/v1.RemoteIdentities/List", remote_
 class RemoteIdentities(_Service):
     """The `RemoteIdentities` service of the StrongDM API."""
 
-    async def create(self, remote_identity: RemoteIdentity | None, timeout: float | None = None) -> RemoteIdentityCreateResponse:
+    async def create(self, remote_identity: RemoteIdentity, timeout: float | None = None) -> RemoteIdentityCreateResponse:
         """Create one RemoteIdentity (`RemoteIdentities.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if remote_identity is None:
+            raise TypeError("remote_identities.create: remote_identity must be a RemoteIdentity, not None")
         req = remote_identities_pb2.RemoteIdentityCreateRequest()
         try:
             to_pb_RemoteIdentity(remote_identity, req.remote_identity)
@@ -34,6 +36,8 @@ class RemoteIdentities(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> RemoteIdentityGetResponse:
         """The RemoteIdentity with this id (`RemoteIdentities.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("remote_identities.get: id must be a str, not None")
         req = remote_identities_pb2.RemoteIdentityGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class RemoteIdentities(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_RemoteIdentityGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, remote_identity: RemoteIdentity | None, timeout: float | None = None) -> RemoteIdentityUpdateResponse:
+    async def update(self, remote_identity: RemoteIdentity, timeout: float | None = None) -> RemoteIdentityUpdateResponse:
         """Replace the RemoteIdentity that has this object's id (`RemoteIdentities.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if remote_identity is None:
+            raise TypeError("remote_identities.update: remote_identity must be a RemoteIdentity, not None")
         req = remote_identities_pb2.RemoteIdentityUpdateRequest()
         try:
             to_pb_RemoteIdentity(remote_identity, req.remote_identity)
@@ -54,6 +60,8 @@ class RemoteIdentities(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> RemoteIdentityDeleteResponse:
         """Delete the RemoteIdentity with this id (`RemoteIdentities.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("remote_identities.delete: id must be a str, not None")
         req = remote_identities_pb2.RemoteIdentityDeleteRequest()
         try:
             req.id = id

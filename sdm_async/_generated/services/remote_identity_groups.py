@@ -22,6 +22,8 @@ class RemoteIdentityGroups(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> RemoteIdentityGroupGetResponse:
         """The RemoteIdentityGroup with this id (`RemoteIdentityGroups.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("remote_identity_groups.get: id must be a str, not None")
         req = remote_identity_groups_pb2.RemoteIdentityGroupGetRequest()
         try:
             req.id = id

@@ -21,6 +21,8 @@ class RequestableRoleEntitlements(_Service):
 
     def list(self, role_id: str, filter: str, *args: object, timeout: float | None = None) -> AsyncPager[RequestableRoleEntitlement]:
         """`RequestableRoleEntitlements.List`: the matching items, fetched page by page as `async for` consumes them. Each `?` in `filter` takes the next of `args`; `timeout` bounds the whole listing."""
+        if role_id is None:
+            raise TypeError("requestable_role_entitlements.list: role_id must be a str, not None")
         req = requestable_role_entitlements_pb2.RequestableRoleEntitlementListRequest()
         try:
             req.role_id = role_id

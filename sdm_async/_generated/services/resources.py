@@ -36,8 +36,10 @@ class Resources(_Service):
             raise bad_argument("resources.enumerate_tags", [], e) from None
         return self._pager(_ENUMERATE_TAGS, req, timeout, "matches", from_pb_Tag)
 
-    async def create(self, resource: Resource | None, timeout: float | None = None) -> ResourceCreateResponse:
+    async def create(self, resource: Resource, timeout: float | None = None) -> ResourceCreateResponse:
         """Create one Resource (`Resources.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if resource is None:
+            raise TypeError("resources.create: resource must be one of AKS, AKSBasicAuth, AKSServiceAccount, AKSServiceAccountUserImpersonation, AKSUserImpersonation, AMQP, AWS, AWSConsole, AWSConsoleStaticKeyPair, AWSInstanceProfile, Aerospike, AmazonEKS, AmazonEKSInstanceProfile, AmazonEKSInstanceProfileUserImpersonation, AmazonEKSUserImpersonation, AmazonES, AmazonESIAM, AmazonMQAMQP091, Athena, AthenaIAM, AuroraMysql, AuroraMysqlIAM, AuroraPostgres, AuroraPostgresIAM, Azure, AzureCertificate, AzureMysql, AzureMysqlManagedIdentity, AzurePostgres, AzurePostgresManagedIdentity, BigQuery, Cassandra, Citus, ClickHouseHTTP, ClickHouseMySQL, ClickHouseTCP, Clustrix, Cockroach, CouchbaseDatabase, CouchbaseWebUI, DB2I, DB2LUW, Databricks, DocumentDBHost, DocumentDBHostIAM, DocumentDBReplicaSet, DocumentDBReplicaSetIAM, Druid, DynamoDB, DynamoDBIAM, Elastic, ElasticacheRedis, ElasticacheRedisIAM, EntraID, GCP, GCPConsole, GCPWIF, GoogleGKE, GoogleGKEUserImpersonation, GoogleGroups, GoogleSpanner, Greenplum, HTTPAuth, HTTPBasicAuth, HTTPNoAuth, Kubernetes, KubernetesBasicAuth, KubernetesPodIdentity, KubernetesServiceAccount, KubernetesServiceAccountUserImpersonation, KubernetesUserImpersonation, LLM, MCPGatewayNoAuth, MCPGatewayOAuth, MCPGatewayOAuthDCR, MCPGatewayPAT, MTLSMysql, MTLSPostgres, Maria, Memcached, Memsql, MongoHost, MongoLegacyHost, MongoLegacyReplicaset, MongoReplicaSet, MongoShardedCluster, Mysql, Neptune, NeptuneIAM, OktaGroups, Oracle, OracleNNE, Postgres, Presto, RDP, RDPCert, RDSPostgresIAM, RabbitMQAMQP091, RawTCP, Redis, RedisCluster, Redshift, RedshiftIAM, RedshiftServerlessIAM, SQLServer, SQLServerAzureAD, SQLServerKerberosAD, SSH, SSHCert, SSHCustomerKey, SSHPassword, SingleStore, Snowflake, Snowsight, Sybase, SybaseIQ, Teradata, Trino, Vertica, not None")
         req = resources_pb2.ResourceCreateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -47,6 +49,8 @@ class Resources(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> ResourceGetResponse:
         """The Resource with this id (`Resources.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("resources.get: id must be a str, not None")
         req = resources_pb2.ResourceGetRequest()
         try:
             req.id = id
@@ -56,8 +60,10 @@ class Resources(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_ResourceGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, resource: Resource | None, timeout: float | None = None) -> ResourceUpdateResponse:
+    async def update(self, resource: Resource, timeout: float | None = None) -> ResourceUpdateResponse:
         """Replace the Resource that has this object's id (`Resources.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if resource is None:
+            raise TypeError("resources.update: resource must be one of AKS, AKSBasicAuth, AKSServiceAccount, AKSServiceAccountUserImpersonation, AKSUserImpersonation, AMQP, AWS, AWSConsole, AWSConsoleStaticKeyPair, AWSInstanceProfile, Aerospike, AmazonEKS, AmazonEKSInstanceProfile, AmazonEKSInstanceProfileUserImpersonation, AmazonEKSUserImpersonation, AmazonES, AmazonESIAM, AmazonMQAMQP091, Athena, AthenaIAM, AuroraMysql, AuroraMysqlIAM, AuroraPostgres, AuroraPostgresIAM, Azure, AzureCertificate, AzureMysql, AzureMysqlManagedIdentity, AzurePostgres, AzurePostgresManagedIdentity, BigQuery, Cassandra, Citus, ClickHouseHTTP, ClickHouseMySQL, ClickHouseTCP, Clustrix, Cockroach, CouchbaseDatabase, CouchbaseWebUI, DB2I, DB2LUW, Databricks, DocumentDBHost, DocumentDBHostIAM, DocumentDBReplicaSet, DocumentDBReplicaSetIAM, Druid, DynamoDB, DynamoDBIAM, Elastic, ElasticacheRedis, ElasticacheRedisIAM, EntraID, GCP, GCPConsole, GCPWIF, GoogleGKE, GoogleGKEUserImpersonation, GoogleGroups, GoogleSpanner, Greenplum, HTTPAuth, HTTPBasicAuth, HTTPNoAuth, Kubernetes, KubernetesBasicAuth, KubernetesPodIdentity, KubernetesServiceAccount, KubernetesServiceAccountUserImpersonation, KubernetesUserImpersonation, LLM, MCPGatewayNoAuth, MCPGatewayOAuth, MCPGatewayOAuthDCR, MCPGatewayPAT, MTLSMysql, MTLSPostgres, Maria, Memcached, Memsql, MongoHost, MongoLegacyHost, MongoLegacyReplicaset, MongoReplicaSet, MongoShardedCluster, Mysql, Neptune, NeptuneIAM, OktaGroups, Oracle, OracleNNE, Postgres, Presto, RDP, RDPCert, RDSPostgresIAM, RabbitMQAMQP091, RawTCP, Redis, RedisCluster, Redshift, RedshiftIAM, RedshiftServerlessIAM, SQLServer, SQLServerAzureAD, SQLServerKerberosAD, SSH, SSHCert, SSHCustomerKey, SSHPassword, SingleStore, Snowflake, Snowsight, Sybase, SybaseIQ, Teradata, Trino, Vertica, not None")
         req = resources_pb2.ResourceUpdateRequest()
         try:
             to_pb_Resource(resource, req.resource)
@@ -67,6 +73,8 @@ class Resources(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> ResourceDeleteResponse:
         """Delete the Resource with this id (`Resources.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("resources.delete: id must be a str, not None")
         req = resources_pb2.ResourceDeleteRequest()
         try:
             req.id = id
@@ -85,6 +93,8 @@ class Resources(_Service):
 
     async def healthcheck(self, id: str, timeout: float | None = None) -> ResourceHealthcheckResponse:
         """`Resources.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("resources.healthcheck: id must be a str, not None")
         req = resources_pb2.ResourceHealthcheckRequest()
         try:
             req.id = id

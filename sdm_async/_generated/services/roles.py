@@ -23,8 +23,10 @@ _LIST = MethodInfo("Roles.List", "/v1.Roles/List", roles_pb2.RoleListResponse.Fr
 class Roles(_Service):
     """The `Roles` service of the StrongDM API."""
 
-    async def create(self, role: Role | None, timeout: float | None = None) -> RoleCreateResponse:
+    async def create(self, role: Role, timeout: float | None = None) -> RoleCreateResponse:
         """Create one Role (`Roles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if role is None:
+            raise TypeError("roles.create: role must be a Role, not None")
         req = roles_pb2.RoleCreateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -34,6 +36,8 @@ class Roles(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> RoleGetResponse:
         """The Role with this id (`Roles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("roles.get: id must be a str, not None")
         req = roles_pb2.RoleGetRequest()
         try:
             req.id = id
@@ -43,8 +47,10 @@ class Roles(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_RoleGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, role: Role | None, timeout: float | None = None) -> RoleUpdateResponse:
+    async def update(self, role: Role, timeout: float | None = None) -> RoleUpdateResponse:
         """Replace the Role that has this object's id (`Roles.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if role is None:
+            raise TypeError("roles.update: role must be a Role, not None")
         req = roles_pb2.RoleUpdateRequest()
         try:
             to_pb_Role(role, req.role)
@@ -54,6 +60,8 @@ class Roles(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleDeleteResponse:
         """Delete the Role with this id (`Roles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("roles.delete: id must be a str, not None")
         req = roles_pb2.RoleDeleteRequest()
         try:
             req.id = id

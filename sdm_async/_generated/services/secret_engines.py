@@ -42,6 +42,8 @@ class SecretEngines(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> SecretEngineGetResponse:
         """The SecretEngine with this id (`SecretEngines.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("secret_engines.get: id must be a str, not None")
         req = secret_engines_pb2.SecretEngineGetRequest()
         try:
             req.id = id
@@ -51,8 +53,10 @@ class SecretEngines(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_SecretEngineGetResponse(await self._call(_GET, req, timeout))
 
-    async def create(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineCreateResponse:
+    async def create(self, secret_engine: SecretEngine, timeout: float | None = None) -> SecretEngineCreateResponse:
         """Create one SecretEngine (`SecretEngines.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_engine is None:
+            raise TypeError("secret_engines.create: secret_engine must be one of ActiveDirectoryEngine, KeyValueEngine, MysqlEngine, PostgresEngine, SqlserverEngine, not None")
         req = secret_engines_pb2.SecretEngineCreateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -60,8 +64,10 @@ class SecretEngines(_Service):
             raise bad_argument("secret_engines.create", [("secret_engine", secret_engine)], e) from None
         return from_pb_SecretEngineCreateResponse(await self._call(_CREATE, req, timeout))
 
-    async def update(self, secret_engine: SecretEngine | None, timeout: float | None = None) -> SecretEngineUpdateResponse:
+    async def update(self, secret_engine: SecretEngine, timeout: float | None = None) -> SecretEngineUpdateResponse:
         """Replace the SecretEngine that has this object's id (`SecretEngines.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_engine is None:
+            raise TypeError("secret_engines.update: secret_engine must be one of ActiveDirectoryEngine, KeyValueEngine, MysqlEngine, PostgresEngine, SqlserverEngine, not None")
         req = secret_engines_pb2.SecretEngineUpdateRequest()
         try:
             to_pb_SecretEngine(secret_engine, req.secret_engine)
@@ -71,6 +77,8 @@ class SecretEngines(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> SecretEngineDeleteResponse:
         """Delete the SecretEngine with this id (`SecretEngines.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("secret_engines.delete: id must be a str, not None")
         req = secret_engines_pb2.SecretEngineDeleteRequest()
         try:
             req.id = id
@@ -89,6 +97,8 @@ class SecretEngines(_Service):
 
     async def generate_keys(self, secret_engine_id: str, timeout: float | None = None) -> GenerateKeysResponse:
         """`SecretEngines.GenerateKeys`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_engine_id is None:
+            raise TypeError("secret_engines.generate_keys: secret_engine_id must be a str, not None")
         req = secret_engines_pb2.GenerateKeysRequest()
         try:
             req.secret_engine_id = secret_engine_id
@@ -98,6 +108,8 @@ class SecretEngines(_Service):
 
     async def healthcheck(self, secret_engine_id: str, timeout: float | None = None) -> HealthcheckResponse:
         """`SecretEngines.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_engine_id is None:
+            raise TypeError("secret_engines.healthcheck: secret_engine_id must be a str, not None")
         req = secret_engines_pb2.HealthcheckRequest()
         try:
             req.secret_engine_id = secret_engine_id
@@ -109,10 +121,13 @@ class SecretEngines(_Service):
 
     async def rotate(self, id: str, password_policy: SecretEnginePasswordPolicy | None, timeout: float | None = None) -> SecretEngineRotateResponse:
         """`SecretEngines.Rotate`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("secret_engines.rotate: id must be a str, not None")
         req = secret_engines_pb2.SecretEngineRotateRequest()
         try:
             req.id = id
-            to_pb_SecretEnginePasswordPolicy(password_policy, req.password_policy)
+            if password_policy is not None:
+                to_pb_SecretEnginePasswordPolicy(password_policy, req.password_policy)
         except (TypeError, ValueError, AttributeError) as e:
             raise bad_argument("secret_engines.rotate", [("id", id), ("password_policy", password_policy)], e) from None
         return from_pb_SecretEngineRotateResponse(await self._call(_ROTATE, req, timeout))

@@ -31,6 +31,8 @@ class SecretStoreHealths(_Service):
 
     async def healthcheck(self, secret_store_id: str, timeout: float | None = None) -> SecretStoreHealthcheckResponse:
         """`SecretStoreHealths.Healthcheck`. `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_store_id is None:
+            raise TypeError("secret_store_healths.healthcheck: secret_store_id must be a str, not None")
         req = secret_store_healths_pb2.SecretStoreHealthcheckRequest()
         try:
             req.secret_store_id = secret_store_id

@@ -24,8 +24,10 @@ _LIST = MethodInfo("SecretStores.List", "/v1.SecretStores/List", secret_stores_p
 class SecretStores(_Service):
     """The `SecretStores` service of the StrongDM API."""
 
-    async def create(self, secret_store: SecretStore | None, timeout: float | None = None) -> SecretStoreCreateResponse:
+    async def create(self, secret_store: SecretStore, timeout: float | None = None) -> SecretStoreCreateResponse:
         """Create one SecretStore (`SecretStores.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_store is None:
+            raise TypeError("secret_stores.create: secret_store must be one of AWSStore, AWSCertX509Store, ActiveDirectoryStore, AzureStore, CyberarkConjurStore, CyberarkPAMStore, CyberarkPAMExperimentalStore, DelineaStore, DelineaDSVStore, GCPStore, GCPCertX509Store, KeyfactorSSHStore, KeyfactorX509Store, StrongVaultStore, VaultAWSEC2Store, VaultAWSEC2CertSSHStore, VaultAWSEC2CertX509Store, VaultAWSIAMStore, VaultAWSIAMCertSSHStore, VaultAWSIAMCertX509Store, VaultAppRoleStore, VaultAppRoleCertSSHStore, VaultAppRoleCertX509Store, VaultTLSStore, VaultTLSCertSSHStore, VaultTLSCertX509Store, VaultTokenStore, VaultTokenCertSSHStore, VaultTokenCertX509Store, not None")
         req = secret_stores_pb2.SecretStoreCreateRequest()
         try:
             to_pb_SecretStore(secret_store, req.secret_store)
@@ -35,6 +37,8 @@ class SecretStores(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> SecretStoreGetResponse:
         """The SecretStore with this id (`SecretStores.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("secret_stores.get: id must be a str, not None")
         req = secret_stores_pb2.SecretStoreGetRequest()
         try:
             req.id = id
@@ -44,8 +48,10 @@ class SecretStores(_Service):
             req.meta.snapshot_at.CopyFrom(self._snapshot)
         return from_pb_SecretStoreGetResponse(await self._call(_GET, req, timeout))
 
-    async def update(self, secret_store: SecretStore | None, timeout: float | None = None) -> SecretStoreUpdateResponse:
+    async def update(self, secret_store: SecretStore, timeout: float | None = None) -> SecretStoreUpdateResponse:
         """Replace the SecretStore that has this object's id (`SecretStores.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if secret_store is None:
+            raise TypeError("secret_stores.update: secret_store must be one of AWSStore, AWSCertX509Store, ActiveDirectoryStore, AzureStore, CyberarkConjurStore, CyberarkPAMStore, CyberarkPAMExperimentalStore, DelineaStore, DelineaDSVStore, GCPStore, GCPCertX509Store, KeyfactorSSHStore, KeyfactorX509Store, StrongVaultStore, VaultAWSEC2Store, VaultAWSEC2CertSSHStore, VaultAWSEC2CertX509Store, VaultAWSIAMStore, VaultAWSIAMCertSSHStore, VaultAWSIAMCertX509Store, VaultAppRoleStore, VaultAppRoleCertSSHStore, VaultAppRoleCertX509Store, VaultTLSStore, VaultTLSCertSSHStore, VaultTLSCertX509Store, VaultTokenStore, VaultTokenCertSSHStore, VaultTokenCertX509Store, not None")
         req = secret_stores_pb2.SecretStoreUpdateRequest()
         try:
             to_pb_SecretStore(secret_store, req.secret_store)
@@ -55,6 +61,8 @@ class SecretStores(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> SecretStoreDeleteResponse:
         """Delete the SecretStore with this id (`SecretStores.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("secret_stores.delete: id must be a str, not None")
         req = secret_stores_pb2.SecretStoreDeleteRequest()
         try:
             req.id = id

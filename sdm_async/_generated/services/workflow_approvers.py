@@ -22,8 +22,10 @@ _LIST = MethodInfo("WorkflowApprovers.List", "/v1.WorkflowApprovers/List", workf
 class WorkflowApprovers(_Service):
     """The `WorkflowApprovers` service of the StrongDM API."""
 
-    async def create(self, workflow_approver: WorkflowApprover | None, timeout: float | None = None) -> WorkflowApproversCreateResponse:
+    async def create(self, workflow_approver: WorkflowApprover, timeout: float | None = None) -> WorkflowApproversCreateResponse:
         """Create one WorkflowApprovers (`WorkflowApprovers.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if workflow_approver is None:
+            raise TypeError("workflow_approvers.create: workflow_approver must be a WorkflowApprover, not None")
         req = workflow_approvers_pb2.WorkflowApproversCreateRequest()
         try:
             to_pb_WorkflowApprover(workflow_approver, req.workflow_approver)
@@ -33,6 +35,8 @@ class WorkflowApprovers(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowApproverGetResponse:
         """The WorkflowApprover with this id (`WorkflowApprovers.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflow_approvers.get: id must be a str, not None")
         req = workflow_approvers_pb2.WorkflowApproverGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class WorkflowApprovers(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowApproversDeleteResponse:
         """Delete the WorkflowApprovers with this id (`WorkflowApprovers.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflow_approvers.delete: id must be a str, not None")
         req = workflow_approvers_pb2.WorkflowApproversDeleteRequest()
         try:
             req.id = id

@@ -22,8 +22,10 @@ _LIST = MethodInfo("WorkflowRoles.List", "/v1.WorkflowRoles/List", workflow_role
 class WorkflowRoles(_Service):
     """The `WorkflowRoles` service of the StrongDM API."""
 
-    async def create(self, workflow_role: WorkflowRole | None, timeout: float | None = None) -> WorkflowRolesCreateResponse:
+    async def create(self, workflow_role: WorkflowRole, timeout: float | None = None) -> WorkflowRolesCreateResponse:
         """Create one WorkflowRoles (`WorkflowRoles.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if workflow_role is None:
+            raise TypeError("workflow_roles.create: workflow_role must be a WorkflowRole, not None")
         req = workflow_roles_pb2.WorkflowRolesCreateRequest()
         try:
             to_pb_WorkflowRole(workflow_role, req.workflow_role)
@@ -33,6 +35,8 @@ class WorkflowRoles(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowRoleGetResponse:
         """The WorkflowRole with this id (`WorkflowRoles.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflow_roles.get: id must be a str, not None")
         req = workflow_roles_pb2.WorkflowRoleGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class WorkflowRoles(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowRolesDeleteResponse:
         """Delete the WorkflowRoles with this id (`WorkflowRoles.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflow_roles.delete: id must be a str, not None")
         req = workflow_roles_pb2.WorkflowRolesDeleteRequest()
         try:
             req.id = id

@@ -23,8 +23,10 @@ _LIST = MethodInfo("Workflows.List", "/v1.Workflows/List", workflows_pb2.Workflo
 class Workflows(_Service):
     """The `Workflows` service of the StrongDM API."""
 
-    async def create(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowCreateResponse:
+    async def create(self, workflow: Workflow, timeout: float | None = None) -> WorkflowCreateResponse:
         """Create one Workflow (`Workflows.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if workflow is None:
+            raise TypeError("workflows.create: workflow must be a Workflow, not None")
         req = workflows_pb2.WorkflowCreateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)
@@ -34,6 +36,8 @@ class Workflows(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> WorkflowGetResponse:
         """The Workflow with this id (`Workflows.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflows.get: id must be a str, not None")
         req = workflows_pb2.WorkflowGetRequest()
         try:
             req.id = id
@@ -45,6 +49,8 @@ class Workflows(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> WorkflowDeleteResponse:
         """Delete the Workflow with this id (`Workflows.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("workflows.delete: id must be a str, not None")
         req = workflows_pb2.WorkflowDeleteRequest()
         try:
             req.id = id
@@ -52,8 +58,10 @@ class Workflows(_Service):
             raise bad_argument("workflows.delete", [("id", id)], e) from None
         return from_pb_WorkflowDeleteResponse(await self._call(_DELETE, req, timeout))
 
-    async def update(self, workflow: Workflow | None, timeout: float | None = None) -> WorkflowUpdateResponse:
+    async def update(self, workflow: Workflow, timeout: float | None = None) -> WorkflowUpdateResponse:
         """Replace the Workflow that has this object's id (`Workflows.Update`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if workflow is None:
+            raise TypeError("workflows.update: workflow must be a Workflow, not None")
         req = workflows_pb2.WorkflowUpdateRequest()
         try:
             to_pb_Workflow(workflow, req.workflow)

@@ -22,8 +22,10 @@ _LIST = MethodInfo("RoleAttachments.List", "/v1.RoleAttachments/List", legacy_ro
 class RoleAttachments(_Service):
     """The `RoleAttachments` service of the StrongDM API."""
 
-    async def create(self, role_attachment: RoleAttachment | None, timeout: float | None = None) -> RoleAttachmentCreateResponse:
+    async def create(self, role_attachment: RoleAttachment, timeout: float | None = None) -> RoleAttachmentCreateResponse:
         """Create one RoleAttachment (`RoleAttachments.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if role_attachment is None:
+            raise TypeError("role_attachments.create: role_attachment must be a RoleAttachment, not None")
         req = legacy_role_attachments_pb2.RoleAttachmentCreateRequest()
         try:
             to_pb_RoleAttachment(role_attachment, req.role_attachment)
@@ -33,6 +35,8 @@ class RoleAttachments(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> RoleAttachmentGetResponse:
         """The RoleAttachment with this id (`RoleAttachments.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("role_attachments.get: id must be a str, not None")
         req = legacy_role_attachments_pb2.RoleAttachmentGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class RoleAttachments(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleAttachmentDeleteResponse:
         """Delete the RoleAttachment with this id (`RoleAttachments.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("role_attachments.delete: id must be a str, not None")
         req = legacy_role_attachments_pb2.RoleAttachmentDeleteRequest()
         try:
             req.id = id

@@ -22,8 +22,10 @@ _LIST = MethodInfo("RoleGrants.List", "/v1.RoleGrants/List", legacy_role_grants_
 class RoleGrants(_Service):
     """The `RoleGrants` service of the StrongDM API."""
 
-    async def create(self, role_grant: RoleGrant | None, timeout: float | None = None) -> RoleGrantCreateResponse:
+    async def create(self, role_grant: RoleGrant, timeout: float | None = None) -> RoleGrantCreateResponse:
         """Create one RoleGrant (`RoleGrants.Create`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if role_grant is None:
+            raise TypeError("role_grants.create: role_grant must be a RoleGrant, not None")
         req = legacy_role_grants_pb2.RoleGrantCreateRequest()
         try:
             to_pb_RoleGrant(role_grant, req.role_grant)
@@ -33,6 +35,8 @@ class RoleGrants(_Service):
 
     async def get(self, id: str, timeout: float | None = None) -> RoleGrantGetResponse:
         """The RoleGrant with this id (`RoleGrants.Get`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("role_grants.get: id must be a str, not None")
         req = legacy_role_grants_pb2.RoleGrantGetRequest()
         try:
             req.id = id
@@ -44,6 +48,8 @@ class RoleGrants(_Service):
 
     async def delete(self, id: str, timeout: float | None = None) -> RoleGrantDeleteResponse:
         """Delete the RoleGrant with this id (`RoleGrants.Delete`). `timeout` is seconds for the whole call, retries and waits included (None: no deadline)."""
+        if id is None:
+            raise TypeError("role_grants.delete: id must be a str, not None")
         req = legacy_role_grants_pb2.RoleGrantDeleteRequest()
         try:
             req.id = id
