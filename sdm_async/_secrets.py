@@ -182,10 +182,8 @@ class ManagedSecrets(_generated.ManagedSecrets):
         where = f"managed_secrets.{verb}"
         deadline = _Deadline(method.name, timeout)
         if not isinstance(secret, ManagedSecret):
-            raise TypeError(
-                f"{where}(managed_secret=...): must be an sdm_async.ManagedSecret, "
-                f"not {type(secret).__name__}"
-            )
+            got = "None" if secret is None else type(secret).__name__
+            raise TypeError(f"{where}: managed_secret must be a ManagedSecret, not {got}")
         model = secret
         if isinstance(secret.value, str):  # text is sent as UTF-8
             model = copy.copy(secret)  # the caller's object is left as it was

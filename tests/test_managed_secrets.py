@@ -387,7 +387,7 @@ async def test_a_managed_secret_must_be_given() -> None:
         seen = _spy(emu)
         for bad in (None, {"name": "db"}):
             for verb in ("create", "update"):
-                with pytest.raises(TypeError, match=r"must be an sdm_async\.ManagedSecret"):
+                with pytest.raises(TypeError, match=r"managed_secret must be a ManagedSecret"):
                     await getattr(client.managed_secrets, verb)(bad)
         secret = sdm_async.ManagedSecret(name="db", secret_engine_id="se-1", value=PLAINTEXT)
         with pytest.raises(TypeError, match="timeout"):
