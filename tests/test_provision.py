@@ -183,11 +183,11 @@ async def test_changed_fields_are_updated_in_place(emu: Emulator, client: sdm_as
     emu.stats.by_method.clear()
 
     plan = await provision.plan(client, spec_of(data))
-    fields = {(c.kind.name, c.key): c.fields for c in plan.changes}
+    fields = {(c.kind.name, c.key): tuple(sorted(c.fields)) for c in plan.changes}
     assert fields == {
         ("user", "user1@example.com"): ("first_name",),
         # Suspending writes the level too, and remembers the former one in a tag.
-        ("user", "user2@example.com"): ("tags", "suspended", "permission_level"),
+        ("user", "user2@example.com"): ("permission_level", "suspended", "tags"),
         ("user", "user3@example.com"): ("tags",),
         ("role", "team-0"): ("access_rules",),
         ("resource", "redis-1"): ("port",),

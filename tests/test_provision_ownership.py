@@ -263,6 +263,34 @@ async def test_tokens_of_created_services_and_nodes_are_returned_and_masked(
     assert list(again.tokens) == ["service/ci"] and again.tokens["service/ci"] not in tokens
 
 
+async def test_tokens_outlive_a_cancelled_apply() -> None:
+    spec = provision.parse({"services": [{"name": f"svc-{i}"} for i in range(8)]})
+    created = 0
+    halfway = asyncio.Event()
+
+    def watch(attempt: sdm_async.Attempt) -> None:
+        nonlocal created
+        if attempt.method == "Accounts.Create" and attempt.error is None:
+            created += 1
+            if created == 4:
+                halfway.set()
+
+    tokens = provision.Tokens()
+    async with (
+        Emulator(latency=0.004) as emu,
+        emu.client(retry=FAST_RETRY, on_attempt=watch) as client,
+    ):
+        task = asyncio.ensure_future(provision.apply(client, spec, concurrency=1, tokens=tokens))
+        await halfway.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # One call at a time, one outcome buffered: the first two are surely handed over.
+        assert len(tokens) >= 2
+        names = {s.name async for s in client.accounts.list("type:service")}
+        assert {key.removeprefix("service/") for key in tokens} <= names
+
+
 async def test_a_token_lost_with_a_reply_is_reported(
     emu: Emulator, client: sdm_async.Client
 ) -> None:
@@ -398,7 +426,7 @@ async def test_unsuspending_gives_back_the_former_permission_level(
     user["suspended"] = False
     plan = await provision.plan(client, provision.parse({"users": [user]}))
     [change] = plan.changes
-    assert change.fields == ("tags", "suspended", "permission_level")
+    assert set(change.fields) == {"tags", "suspended", "permission_level"}
     detail = change.detail()
     assert "suspended: True -> False" in detail
     assert "permission_level: 'suspended' -> 'admin'" in detail and f"-{LEVEL_KEY}" in detail

@@ -230,13 +230,25 @@ class _Round:
         self.result.failures.append(failure)
 
     async def bulk(
-        self, method: Callable[..., Awaitable[Any]], items: list[Any]
+        self,
+        method: Callable[..., Awaitable[Any]],
+        items: list[Any],
+        each: Callable[[Outcome[Any, Any]], None] | None = None,
     ) -> list[Outcome[Any, Any]]:
+        """One outcome per item, in order; `each` sees every outcome as soon as it is in,
+        so that what it keeps (a one-time token) outlives a cancelled apply."""
+        outcomes: list[Any] = [None] * len(items)
         if not items:
-            return []
-        return await self.client.bulk(
+            return outcomes
+        job = self.client.bulk_iter(
             method, items, concurrency=self.concurrency, progress=self.progress
         )
+        async with job as done:
+            async for o in done:
+                outcomes[o.index] = o
+                if each is not None:
+                    each(o)
+        return outcomes
 
     def service(self, kind: Kind) -> Any:
         return getattr(self.client, kind.service)
@@ -256,14 +268,18 @@ class _Round:
         """Create; returns updates for objects that turned out to exist already."""
         log.info("create %d %s(s)", len(changes), kind.name)
         service = self.service(kind)
-        outcomes = await self.bulk(service.create, [desired(_d(c)) for c in changes])
+
+        def keep_token(o: Outcome[Any, Any]) -> None:
+            token = getattr(o.response, "token", "") if kind in TOKEN_KINDS else ""
+            if o.error is None and token:
+                self.result.tokens.add(kind, _d(changes[o.index]).key, token)
+
+        items = [desired(_d(c)) for c in changes]
+        outcomes = await self.bulk(service.create, items, keep_token)
         existing: list[Change] = []
         for c, o in zip(changes, outcomes, strict=True):
             if o.error is None:
                 self.ids[_d(c).ref] = getattr(o.response, kind.reply).id
-                token = getattr(o.response, "token", "") if kind in TOKEN_KINDS else ""
-                if token:
-                    self.result.tokens.add(kind, _d(c).key, token)
                 self.done(c)
             elif isinstance(o.error, AlreadyExistsError):
                 existing.append(c)

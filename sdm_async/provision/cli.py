@@ -103,6 +103,7 @@ def main(argv: list[str]) -> int:
             return _error(f"cannot create --secrets-out {args.secrets_out}: {e.strerror}", 2)
     out = Console()
     tokens = Tokens()  # filled as creations succeed: saved however the run ends
+    code = saved = 1
     try:
         code = asyncio.run(_run(client, spec, args, out, tokens))
     except KeyboardInterrupt:
@@ -111,11 +112,12 @@ def main(argv: list[str]) -> int:
         code = _error(str(e), 1, prefix="")
     except RPCError as e:
         code = _error(f"{type(e).__name__}: {e.msg}", 1)
-    try:
-        saved = _save_tokens(tokens, args.secrets_out, secrets, out)
     finally:
-        if secrets is not None:
-            secrets.close()
+        try:
+            saved = _save_tokens(tokens, args.secrets_out, secrets, out)
+        finally:
+            if secrets is not None:
+                secrets.close()
     return code if saved or code else 1
 
 
