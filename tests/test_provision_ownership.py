@@ -462,3 +462,20 @@ async def test_a_user_suspended_elsewhere_is_not_unsuspended_to_a_guessed_level(
     assert (await provision.apply(client, spec)).ok
     found = await only(client.accounts.list("email:?", "s@example.com"))
     assert found.permission_level == "auditor" and LEVEL_KEY not in found.tags
+
+
+async def test_tags_the_loader_marks_secret_are_never_shown(
+    emu: Emulator, client: sdm_async.Client
+) -> None:
+    secret = "tag-TOPSECRET-42"
+    model = sdm_async.Role(name="r", tags={"key": secret})
+    d = provision.Declared(
+        ROLE, "r", "roles[0]", model, ("name", "tags"), secrets=frozenset({"tags"})
+    )
+    spec = provision.Spec((d,))
+    texts = [rendered(await provision.plan(client, spec))]
+    await client.roles.create(sdm_async.Role(name="r", tags={"key": "old"}))
+    plan = await provision.plan(client, spec)
+    texts += [rendered(plan), *(c.detail() for c in plan.changes)]
+    assert "key=***" in texts[0] and "+key=***" in texts[1]
+    assert not any(secret in text for text in texts)

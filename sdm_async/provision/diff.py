@@ -416,14 +416,19 @@ def _summary(d: Declared) -> str:
             parts.append(f"{f}={_show(d, f, value)}")
     tags = getattr(model, "tags", None) if "tags" in d.fields else None
     if tags:
-        parts.append("tags " + ",".join(f"{k}={v}" for k, v in sorted(tags.items())))
+        parts.append("tags " + ",".join(f"{k}={_tag(d, v)}" for k, v in sorted(tags.items())))
     return " ".join(parts)
+
+
+def _tag(d: Declared, value: str) -> str:
+    """A tag's value, unless the file's tags hold a secret (a `${VAR}` the loader hides)."""
+    return "***" if is_secret(d, "tags") else value
 
 
 def _field_change(f: str, d: Declared, cur: Any, new: Model) -> str:
     want, have = getattr(new, f), getattr(cur, f)
     if f == "tags":
-        added = [f"+{k}={v}" for k, v in sorted(want.items()) if have.get(k) != v]
+        added = [f"+{k}={_tag(d, v)}" for k, v in sorted(want.items()) if have.get(k) != v]
         removed = [f"-{k}" for k in sorted(have) if k not in want]
         return "tags " + " ".join(added + removed)
     if is_secret(d, f):
