@@ -435,6 +435,17 @@ async def test_unsuspending_gives_back_the_former_permission_level(
     assert not found.suspended and found.permission_level == "admin"
     assert found.tags == {"team": "ops", "managed-by": "sdm-async"}
 
+    # Created suspended: the level to give back is the one a new user gets.
+    new: dict[str, Any] = {"email": "new@example.com", "first_name": "N", "last_name": "W"}
+    new["suspended"] = True
+    assert (await provision.apply(client, provision.parse({"users": [user, new]}))).ok
+    found = await only(client.accounts.list("email:?", "new@example.com"))
+    assert found.suspended and found.tags[LEVEL_KEY] == "user"
+    new["suspended"] = False
+    assert (await provision.apply(client, provision.parse({"users": [user, new]}))).ok
+    found = await only(client.accounts.list("email:?", "new@example.com"))
+    assert found.permission_level == "user" and LEVEL_KEY not in found.tags
+
 
 async def test_a_user_suspended_elsewhere_is_not_unsuspended_to_a_guessed_level(
     emu: Emulator, client: sdm_async.Client
