@@ -213,6 +213,10 @@ async def test_another_owners_object_is_a_conflict_never_adopted_changed_or_prun
     assert change.detail().startswith("owned by 'a': take it over; access rules changed")
     with pytest.raises(ValueError, match="take_over"):
         await provision.apply(client, b, plan=taken)
+    calls = emu.stats.calls
+    with pytest.raises(TypeError, match=r"a list of owners, e.g. \['a'\]"):
+        await provision.plan(client, b, take_over="a")
+    assert emu.stats.calls == calls
     assert (await provision.apply(client, b, plan=taken, take_over=["a"])).ok
     role = await only(client.roles.list("name:?", "shared"))
     assert role.tags == {"managed-by": "b"} and role.access_rules == [{"type": "redis"}]

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from sdm_async.bulk import Outcome
 from sdm_async.errors import AlreadyExistsError, NotFoundError, RPCError
-from sdm_async.provision.diff import ACTIONS, Change, Plan, conflict, desired, differing
+from sdm_async.provision.diff import (
+    ACTIONS,
+    Change,
+    Plan,
+    conflict,
+    desired,
+    differing,
+    owners,
+)
 from sdm_async.provision.diff import plan as make_plan
 from sdm_async.provision.kinds import (
     ATTACHMENT,
@@ -164,7 +172,7 @@ async def apply(
     gathered there as they come, so that they outlive a cancelled or failed apply."""
     if max_rounds < 1:
         raise ValueError("max_rounds must be at least 1")
-    taking = frozenset(take_over)
+    taking = owners(take_over)
     if plan is None:
         plan = await make_plan(
             client, spec, prune=prune, rewrite_secrets=rewrite_secrets, take_over=taking

@@ -60,6 +60,7 @@ __all__ = [
     "desired",
     "diff",
     "differing",
+    "owners",
     "plan",
     "restored_level",
 ]
@@ -152,8 +153,9 @@ async def plan(
     whose credentials cannot be compared, to send them again (after rotating a password).
     `take_over`: owners (values of the mark) whose objects this declaration may adopt; any
     other owner's declared object is a conflict."""
+    taking = owners(take_over)  # checked before any call
     org = await read(client, spec)
-    return diff(spec, org, prune=prune, rewrite_secrets=rewrite_secrets, take_over=take_over)
+    return diff(spec, org, prune=prune, rewrite_secrets=rewrite_secrets, take_over=taking)
 
 
 def diff(
@@ -164,7 +166,7 @@ def diff(
     rewrite_secrets: bool = False,
     take_over: Collection[str] = (),
 ) -> Plan:
-    taking = frozenset(take_over)
+    taking = owners(take_over)
     changes: list[Change] = []
     deletes: list[Change] = []
     conflicts: list[str] = []
@@ -216,6 +218,13 @@ def diff(
         changes.extend(duplicates)
         orphans = [*(c for c in link_deletes if c.reason != "duplicate"), *objects]
     return Plan(tuple(changes), prune, unchanged, tuple(orphans), tuple(conflicts), org, taking)
+
+
+def owners(take_over: Collection[str]) -> frozenset[str]:
+    """`take_over` as a set; a lone string would be taken letter by letter: refused."""
+    if isinstance(take_over, str):
+        raise TypeError(f"take_over takes a list of owners, e.g. [{take_over!r}]")
+    return frozenset(take_over)
 
 
 def conflict(d: Declared, cur: Any, owner: str, take_over: frozenset[str]) -> str:
