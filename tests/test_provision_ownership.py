@@ -341,8 +341,7 @@ async def test_cli_saves_tokens_with_mode_0600_and_refuses_to_lose_them(
     assert code == 0 and "no changes" in out and not unused.exists()
 
     # `-`: printed once, on stdout, with a warning on stderr.
-    node = await asyncio.to_thread(lambda: emu.backend.count("Nodes"))
-    assert node == 2
+    assert emu.backend.count("Nodes") == 2
     async with emu.client() as client:
         relay = await only(client.nodes.list("name:?", "relay"))
         await client.nodes.delete(relay.id)
