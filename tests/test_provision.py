@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,10 +183,11 @@ async def test_changed_fields_are_updated_in_place(emu: Emulator, client: sdm_as
     emu.stats.by_method.clear()
 
     plan = await provision.plan(client, spec_of(data))
-    fields = {(c.kind.name, c.key): c.fields for c in plan.changes}
+    fields = {(c.kind.name, c.key): tuple(sorted(c.fields)) for c in plan.changes}
     assert fields == {
         ("user", "user1@example.com"): ("first_name",),
-        ("user", "user2@example.com"): ("suspended",),
+        # Suspending writes the level too, and remembers the former one in a tag.
+        ("user", "user2@example.com"): ("permission_level", "suspended", "tags"),
         ("user", "user3@example.com"): ("tags",),
         ("role", "team-0"): ("access_rules",),
         ("resource", "redis-1"): ("port",),
@@ -607,8 +609,15 @@ async def test_cli_plan_apply_and_errors(
     assert "alice@example.com -> data-readers" in out and "password=***" in out
     assert emu.backend.count("Accounts") == 0
 
-    code, out, _ = await run("apply", str(example), "--insecure")
+    # The example creates a service and nodes: their one-time tokens need somewhere to go.
+    tokens = tmp_path / "tokens.json"
+    code, out, _ = await run("apply", str(example), "--insecure", "--secrets-out", str(tokens))
     assert code == 0 and "Applied: 15 created" in out
+    assert set(json.loads(tokens.read_text())) == {
+        "service/ci-deployer",
+        "node/gw-eu-1",
+        "node/relay-eu-1",
+    }
     assert emu.backend.count("Accounts") == 4 and emu.backend.count("AccountGrants") == 1
 
     code, out, _ = await run("apply", str(example), "--insecure")

@@ -8,11 +8,13 @@
 The declaration names users, services, roles, resources, nodes, attachments and grants;
 objects refer to each other by natural key (email, name). Objects this package creates carry
 the tag `managed-by: <owner>` (the file's `owner:`, `sdm-async` by default); only those are
-deleted, and only with `prune`. The command
-line is `sdm-async provision plan|apply FILE`. See `examples/provision/org.yaml`.
+deleted, and only with `prune`. An object marked by another owner is a conflict, unless
+`take_over` names that owner. Only the attributes the file states are compared and written.
+The one-time tokens of created services and nodes are in `result.tokens`. The command line
+is `sdm-async provision plan|apply FILE`. See `examples/provision/org.yaml`.
 """
 
-from sdm_async.provision.apply import ConflictError, Failure, Result, apply
+from sdm_async.provision.apply import ConflictError, Failure, Result, Tokens, apply
 from sdm_async.provision.diff import Change, Plan, diff, plan
 from sdm_async.provision.kinds import MARK_KEY, MARK_VALUE
 from sdm_async.provision.org import Org, read
@@ -31,6 +33,7 @@ __all__ = [
     "Result",
     "Spec",
     "SpecError",
+    "Tokens",
     "apply",
     "diff",
     "load",

@@ -7,7 +7,8 @@ Every step is safe to repeat, which is what makes an interrupted apply resumable
 - objects are found by natural key before they are created, and created already marked, so
   a second run finds what the first one made, reply or not;
 - a create refused with ALREADY_EXISTS (a retried create whose first reply was lost, or a
-  concurrent writer) adopts the existing object: it is looked up and updated if it differs;
+  concurrent writer) adopts the existing object: it is looked up and updated if it differs
+  (unless another owner's mark is on it: then it is a failure, as in a plan's conflicts);
 - a delete answered NOT_FOUND is done (it went with a cascade, or an earlier attempt);
 - duplicate links, which a retried create can leave since the API does not refuse them, are
   found by the verifying read and deleted in the next round.
@@ -18,22 +19,43 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdm_async.bulk import Outcome
 from sdm_async.errors import AlreadyExistsError, NotFoundError, RPCError
-from sdm_async.provision.diff import ACTIONS, Change, Plan, desired, differing
+from sdm_async.provision.diff import (
+    ACTIONS,
+    Change,
+    Plan,
+    conflict,
+    desired,
+    differing,
+    owners,
+)
 from sdm_async.provision.diff import plan as make_plan
-from sdm_async.provision.kinds import ATTACHMENT, LINKS, OBJECTS, Kind, is_managed, type_name
+from sdm_async.provision.kinds import (
+    ATTACHMENT,
+    LINKS,
+    NODE,
+    OBJECTS,
+    SERVICE,
+    Kind,
+    is_managed,
+    type_name,
+)
 from sdm_async.provision.org import gather, lookup
 from sdm_async.provision.spec import Declared, Ref, Spec
 
 if TYPE_CHECKING:
     from sdm_async.client import Client
 
-__all__ = ["DONE", "ConflictError", "Failure", "Result", "apply"]
+__all__ = ["DONE", "TOKEN_KINDS", "ConflictError", "Failure", "Result", "Tokens", "apply"]
+
+# Kinds whose creation returns a token the API shows only once (a service account's, to
+# authenticate as it; a gateway's or relay's, to start it).
+TOKEN_KINDS = (SERVICE, NODE)
 
 DONE = {
     "create": "created",
@@ -67,13 +89,40 @@ class Failure:
         return f"{self.action} {self.kind} {self.key!r}: {self.error}"
 
 
+class Tokens(Mapping[str, str]):
+    """Tokens handed out by the creations of one apply, by `kind/name` (`service/ci-deployer`,
+    `node/gw-eu-1`). The API never shows them again: save them. Masked in repr."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        return self._tokens[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __repr__(self) -> str:
+        return "Tokens({" + ", ".join(f"{k!r}: '***'" for k in self._tokens) + "})"
+
+    def add(self, kind: Kind, key: str, token: str) -> None:
+        self._tokens[f"{kind.name}/{key}"] = token
+
+
 @dataclass
 class Result:
     """What an apply did: changes made per (kind, action), failures, and whether a final
-    read found the organisation matching the declaration (`converged`)."""
+    read found the organisation matching the declaration (`converged`). `tokens`: the
+    one-time tokens of the services and nodes created; `notes`: what needs a person's eye
+    but is not a failure (a token that could not be had)."""
 
     done: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
+    tokens: Tokens = field(default_factory=Tokens)
+    notes: list[str] = field(default_factory=list)
     rounds: int = 0  # rounds of changes made (a verifying read follows each)
     converged: bool = False
     remaining: Plan | None = None  # what was still to do after the last round, if anything
@@ -110,20 +159,30 @@ async def apply(
     progress: bool = False,
     max_rounds: int = 3,
     rewrite_secrets: bool = False,
+    take_over: Collection[str] = (),
+    tokens: Tokens | None = None,
 ) -> Result:
     """Make the organisation match `spec`. Deletes managed objects that are no longer
     declared only with `prune`. `plan` (from `plan(client, spec, prune=prune)`) saves the
     first read. Per-item failures are in the result, never raised; ConflictError is raised
     before any change when the declaration cannot be applied. `rewrite_secrets`: see `plan`
-    (only the first round sends credentials again; the verifying reads cannot see them)."""
+    (only the first round sends credentials again; the verifying reads cannot see them).
+    `take_over`: see `plan`. The tokens of created services and nodes are in
+    `result.tokens`, and nowhere else: the API shows them once. Pass `tokens` to have them
+    gathered there as they come, so that they outlive a cancelled or failed apply."""
     if max_rounds < 1:
         raise ValueError("max_rounds must be at least 1")
+    taking = owners(take_over)
     if plan is None:
-        plan = await make_plan(client, spec, prune=prune, rewrite_secrets=rewrite_secrets)
+        plan = await make_plan(
+            client, spec, prune=prune, rewrite_secrets=rewrite_secrets, take_over=taking
+        )
     current = plan
     if current.prune != prune:
         raise ValueError("the plan was made with another prune setting than this apply")
-    result = Result(plan=current)
+    if current.take_over != taking:
+        raise ValueError("the plan was made with another take_over setting than this apply")
+    result = Result(plan=current, tokens=Tokens() if tokens is None else tokens)
     while True:
         if current.conflicts:
             raise ConflictError(current.conflicts)
@@ -137,7 +196,7 @@ async def apply(
         await _Round(client, current, result, concurrency, progress).run()
         if result.failures:
             return result
-        current = await make_plan(client, spec, prune=prune)
+        current = await make_plan(client, spec, prune=prune, take_over=taking)
 
 
 def _describe(error: BaseException) -> str:
@@ -173,17 +232,31 @@ class _Round:
     def fail(self, change: Change, error: BaseException | str) -> None:
         text = error if isinstance(error, str) else _describe(error)
         failure = Failure(change.action, change.kind.name, change.key, text)
-        log.warning("%s", failure)
+        # Debug only: failures are in the result, which callers show; a warning would also
+        # reach stderr through logging's last-resort handler, and be printed twice.
+        log.debug("%s", failure)
         self.result.failures.append(failure)
 
     async def bulk(
-        self, method: Callable[..., Awaitable[Any]], items: list[Any]
+        self,
+        method: Callable[..., Awaitable[Any]],
+        items: list[Any],
+        each: Callable[[Outcome[Any, Any]], None] | None = None,
     ) -> list[Outcome[Any, Any]]:
+        """One outcome per item, in order; `each` sees every outcome as soon as it is in,
+        so that what it keeps (a one-time token) outlives a cancelled apply."""
+        outcomes: list[Any] = [None] * len(items)
         if not items:
-            return []
-        return await self.client.bulk(
+            return outcomes
+        job = self.client.bulk_iter(
             method, items, concurrency=self.concurrency, progress=self.progress
         )
+        async with job as done:
+            async for o in done:
+                outcomes[o.index] = o
+                if each is not None:
+                    each(o)
+        return outcomes
 
     def service(self, kind: Kind) -> Any:
         return getattr(self.client, kind.service)
@@ -203,7 +276,14 @@ class _Round:
         """Create; returns updates for objects that turned out to exist already."""
         log.info("create %d %s(s)", len(changes), kind.name)
         service = self.service(kind)
-        outcomes = await self.bulk(service.create, [desired(_d(c)) for c in changes])
+
+        def keep_token(o: Outcome[Any, Any]) -> None:
+            token = getattr(o.response, "token", "") if kind in TOKEN_KINDS else ""
+            if o.error is None and token:
+                self.result.tokens.add(kind, _d(changes[o.index]).key, token)
+
+        items = [desired(_d(c)) for c in changes]
+        outcomes = await self.bulk(service.create, items, keep_token)
         existing: list[Change] = []
         for c, o in zip(changes, outcomes, strict=True):
             if o.error is None:
@@ -232,9 +312,16 @@ class _Round:
                 self.fail(c, f"already exists, but no {kind.name} has this {kind.key}")
             elif type_name(obj) != type_name(d.model):
                 self.fail(c, f"a {type_name(obj)} of this name appeared meanwhile; plan again")
+            elif problem := conflict(d, obj, d.owner, self.plan.take_over):
+                self.fail(c, f"appeared meanwhile and {problem}")
             else:
                 self.ids[d.ref] = obj.id
                 fields = differing(d, obj)
+                if kind in TOKEN_KINDS and is_managed(obj, d.owner):
+                    self.result.notes.append(
+                        f"{kind.name} {c.key!r} was created by an earlier attempt whose reply "
+                        f"was lost: its token is unknown; delete it and apply again for a new one"
+                    )
                 if is_managed(obj, d.owner) and not fields:
                     self.done(c)  # made by an earlier attempt whose reply was lost
                 else:

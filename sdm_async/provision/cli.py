@@ -1,20 +1,28 @@
 """`sdm-async provision plan|apply FILE`: show or make the changes a declaration asks for.
 
-Exit status: 0 when done (or nothing to do), 1 when a change failed or conflicts block the
-apply, 2 for a bad command line, declaration or configuration, 130 when interrupted.
+Exit status: 0 when done (or nothing to do), 1 when a change failed, conflicts block the
+apply (whether or not anything else was to do) or a one-time token could not be saved, 2 for
+a bad command line, declaration or configuration, 130 when interrupted.
+
+Tokens: creating a service or a node returns a token the API never shows again. `apply`
+writes them to `--secrets-out FILE` (created with mode 0600; an existing file is never
+overwritten) or prints them once with `--secrets-out -`, and refuses to create such objects
+without one of the two, before any change.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 
 from rich.console import Console
 
 from sdm_async.client import Client
 from sdm_async.errors import RPCError
-from sdm_async.provision.apply import ConflictError, Result, apply
+from sdm_async.provision.apply import TOKEN_KINDS, ConflictError, Result, Tokens, apply
 from sdm_async.provision.diff import Plan, plan
 from sdm_async.provision.render import plan_table, result_table
 from sdm_async.provision.spec import Spec, SpecError, load
@@ -42,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
         "only in the file is not seen otherwise)",
     )
     parser.add_argument(
+        "--take-over",
+        action="append",
+        default=[],
+        metavar="OWNER",
+        help="adopt declared objects that another declaration owns (tagged managed-by: "
+        "OWNER); without it they are conflicts. Repeatable",
+    )
+    parser.add_argument(
+        "--secrets-out",
+        metavar="FILE",
+        help="apply: write the one-time tokens of created services and nodes to FILE as JSON "
+        "(created with mode 0600, never overwritten), or print them once with `-`",
+    )
+    parser.add_argument(
         "--insecure", action="store_true", help="plain-text gRPC (for a local emulator)"
     )
     parser.add_argument(
@@ -67,14 +89,58 @@ def main(argv: list[str]) -> int:
         client = Client.from_env(insecure=args.insecure)
     except ValueError as e:
         return _error(str(e), 2)
+    secrets: _Secrets | None = None
+    if args.command == "apply" and args.secrets_out not in (None, "-"):
+        try:
+            secrets = _Secrets(args.secrets_out)
+        except FileExistsError:
+            return _error(
+                f"--secrets-out {args.secrets_out} already exists: tokens are never written "
+                "over a file; move it away or give a new path",
+                2,
+            )
+        except OSError as e:
+            return _error(f"cannot create --secrets-out {args.secrets_out}: {e.strerror}", 2)
+    out = Console()
+    tokens = Tokens()  # filled as creations succeed: saved however the run ends
+    code = saved = 1
     try:
-        return asyncio.run(_run(client, spec, args, Console()))
+        code = asyncio.run(_run(client, spec, args, out, tokens))
     except KeyboardInterrupt:
-        return _error("interrupted: run `apply` again to finish; it resumes where it stopped", 130)
+        code = _error("interrupted: run `apply` again to finish; it resumes where it stopped", 130)
     except ConflictError as e:
-        return _error(str(e), 1, prefix="")
+        code = _error(str(e), 1, prefix="")
     except RPCError as e:
-        return _error(f"{type(e).__name__}: {e.msg}", 1)
+        code = _error(f"{type(e).__name__}: {e.msg}", 1)
+    finally:
+        try:
+            saved = _save_tokens(tokens, args.secrets_out, secrets, out)
+        finally:
+            if secrets is not None:
+                secrets.close()
+    return code if saved or code else 1
+
+
+class _Secrets:
+    """The --secrets-out file: made before any change (so that a bad path stops the apply
+    early), owner-only, never over an existing file; removed again if no token was written."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.written = False
+
+    def write(self, tokens: Tokens) -> None:
+        data = (json.dumps(dict(tokens), indent=2, sort_keys=True) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data) :]
+        os.fsync(self.fd)
+        self.written = True
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if not self.written:
+            os.unlink(self.path)
 
 
 def _error(message: str, code: int, prefix: str = "sdm-async provision: ") -> int:
@@ -83,14 +149,36 @@ def _error(message: str, code: int, prefix: str = "sdm-async provision: ") -> in
     return code
 
 
-async def _run(client: Client, spec: Spec, args: argparse.Namespace, out: Console) -> int:
+async def _run(
+    client: Client, spec: Spec, args: argparse.Namespace, out: Console, tokens: Tokens
+) -> int:
     async with client:
-        current = await plan(client, spec, prune=args.prune, rewrite_secrets=args.rewrite_secrets)
+        current = await plan(
+            client,
+            spec,
+            prune=args.prune,
+            rewrite_secrets=args.rewrite_secrets,
+            take_over=args.take_over,
+        )
         _show_plan(current, out, args.rows)
-        if args.command == "plan":
-            return 1 if current.conflicts else 0
-        if current.empty:
+        if current.conflicts:
+            if args.command == "apply":
+                _error(f"nothing was changed: {len(current.conflicts)} conflict(s) block it", 1)
+            return 1
+        if args.command == "plan" or current.empty:
             return 0
+        tokened = [
+            f"{c.kind.name} {c.key!r}"
+            for c in current.changes
+            if c.kind in TOKEN_KINDS and c.action in ("create", "replace")
+        ]
+        if tokened and args.secrets_out is None:
+            return _error(
+                f"nothing was changed: this apply creates {', '.join(tokened)}, whose tokens "
+                "the API shows only once; give --secrets-out FILE to save them (mode 0600), "
+                "or --secrets-out - to print them",
+                2,
+            )
         result = await apply(
             client,
             spec,
@@ -98,9 +186,42 @@ async def _run(client: Client, spec: Spec, args: argparse.Namespace, out: Consol
             plan=current,
             concurrency=args.concurrency,
             progress=True,
+            take_over=args.take_over,
+            tokens=tokens,
         )
     _show_result(result, out)
-    return 0 if result.ok else 1
+    return 0 if result.ok and not result.notes else 1
+
+
+def _save_tokens(tokens: Tokens, where: str | None, secrets: _Secrets | None, out: Console) -> bool:
+    """Hand the tokens over where the user asked; False if some could not be."""
+    if not tokens:
+        return True
+    if secrets is not None:
+        try:
+            secrets.write(tokens)
+        except OSError as e:
+            _error(
+                f"{len(tokens)} token(s) were created but could not be written to "
+                f"{secrets.path} ({e.strerror}): they are lost; delete those objects and "
+                "apply again to get new ones",
+                1,
+            )
+            return False
+        out.print(f"Tokens: {len(tokens)} written to {secrets.path}", markup=False)
+        return True
+    if where == "-":
+        _error(f"{len(tokens)} token(s) follow, shown this once: save them now", 0)
+        for key, token in tokens.items():
+            out.print(f"token {key}: {token}", markup=False, highlight=False, soft_wrap=True)
+        return True
+    names = ", ".join(tokens)
+    _error(
+        f"{len(tokens)} token(s) were created and not saved ({names}): delete those objects "
+        "and apply again with --secrets-out FILE to get new ones",
+        1,
+    )
+    return False
 
 
 def _show_plan(current: Plan, out: Console, rows: int) -> None:
@@ -116,6 +237,8 @@ def _show_result(result: Result, out: Console) -> None:
         out.print(result_table(result))
     for failure in result.failures:
         out.print(f"failed: {failure}", style="red", markup=False, highlight=False)
+    for note in result.notes:
+        out.print(f"note: {note}", style="yellow", markup=False, highlight=False)
     out.print(f"Applied: {result.summary()}", markup=False, highlight=False)
 
 

@@ -4,20 +4,28 @@ Rules, per object:
 
 - declared, absent: create (marked);
 - declared, present and marked: update the declared attributes that differ (attributes the
-  file does not set are left alone; tags are the file's tags plus the mark);
+  file does not state are left alone; tags are the file's tags plus the mark when the file
+  states `tags`, else the object's own tags plus the mark);
 - declared, present and not marked: adopt (update it as declared, and mark it);
+- declared, present and marked by another owner: a conflict that blocks apply, unless that
+  owner is in `take_over` (then it is adopted: updated as declared and marked as ours);
 - declared, present with another type (a redis where a postgres is declared): replace it if
-  it is marked, else a conflict that blocks apply;
+  it is marked as ours, else a conflict;
 - marked, not declared: delete with prune, else only reported.
 
-Links (attachments, grants) are owned when both ends are marked or declared; duplicates of
-a declared link (left by a retried create whose reply was lost) are deleted.
+Links (attachments, grants) are owned when both ends are ours (marked or declared);
+duplicates of a declared link (left by a retried create whose reply was lost) are deleted.
+
+A user suspended by a declaration keeps the level it had in the tag `LEVEL_KEY`, which
+unsuspending restores; a user suspended otherwise cannot be unsuspended by a declaration (a
+conflict says what to do), since the API keeps no trace of its former level.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +33,7 @@ from sdm_async._generated.constants import PermissionLevel
 from sdm_async._generated.models import User
 from sdm_async._model import Model
 from sdm_async.provision.kinds import (
+    LEVEL_KEY,
     LINKS,
     MARK_KEY,
     OBJECTS,
@@ -34,6 +43,7 @@ from sdm_async.provision.kinds import (
     USER,
     Kind,
     is_managed,
+    owner_of,
     type_name,
 )
 from sdm_async.provision.org import Org, read
@@ -42,7 +52,18 @@ from sdm_async.provision.spec import Declared, Ref, Spec
 if TYPE_CHECKING:
     from sdm_async.client import Client
 
-__all__ = ["ACTIONS", "Change", "Plan", "desired", "diff", "differing", "plan"]
+__all__ = [
+    "ACTIONS",
+    "Change",
+    "Plan",
+    "conflict",
+    "desired",
+    "diff",
+    "differing",
+    "owners",
+    "plan",
+    "restored_level",
+]
 
 ACTIONS = ("create", "adopt", "update", "replace", "delete")
 
@@ -69,9 +90,16 @@ class Change:
             return f"{self.reason}; {text}" if self.reason and text else self.reason or text
         if d is None or cur is None:
             return self.reason
-        parts = [_field_change(f, d, cur) for f in self.fields]
+        want = desired(d, cur)
+        parts = [_field_change(f, d, cur, want) for f in self.fields]
         if self.action == "adopt":
-            parts.insert(0, "exists unmarked: mark it as managed")
+            holder = owner_of(cur)
+            parts.insert(
+                0,
+                f"owned by {holder!r}: take it over"
+                if holder
+                else "exists unmarked: mark it as managed",
+            )
         return "; ".join(p for p in parts if p)
 
 
@@ -85,6 +113,7 @@ class Plan:
     orphans: tuple[Change, ...] = ()  # deletes that only prune would make
     conflicts: tuple[str, ...] = ()
     org: Org = field(default_factory=Org, repr=False)  # what the plan was computed from
+    take_over: frozenset[str] = frozenset()  # other owners whose declared objects become ours
 
     @property
     def empty(self) -> bool:
@@ -104,21 +133,40 @@ class Plan:
                 f"; {len(self.orphans)} managed object(s) no longer declared"
                 " (apply --prune deletes them)"
             )
+        if self.conflicts:
+            text += f"; {len(self.conflicts)} conflict(s) block apply"
         return text
 
 
 async def plan(
-    client: Client, spec: Spec, *, prune: bool = False, rewrite_secrets: bool = False
+    client: Client,
+    spec: Spec,
+    *,
+    prune: bool = False,
+    rewrite_secrets: bool = False,
+    take_over: Collection[str] = (),
 ) -> Plan:
     """Read the organisation and compare it with `spec`. Makes no change.
 
     The API does not return credentials (passwords, keys), so a credential changed only in
     the file cannot be seen; `rewrite_secrets` plans an update of every declared object
-    whose credentials cannot be compared, to send them again (after rotating a password)."""
-    return diff(spec, await read(client, spec), prune=prune, rewrite_secrets=rewrite_secrets)
+    whose credentials cannot be compared, to send them again (after rotating a password).
+    `take_over`: owners (values of the mark) whose objects this declaration may adopt; any
+    other owner's declared object is a conflict."""
+    taking = owners(take_over)  # checked before any call
+    org = await read(client, spec)
+    return diff(spec, org, prune=prune, rewrite_secrets=rewrite_secrets, take_over=taking)
 
 
-def diff(spec: Spec, org: Org, *, prune: bool = False, rewrite_secrets: bool = False) -> Plan:
+def diff(
+    spec: Spec,
+    org: Org,
+    *,
+    prune: bool = False,
+    rewrite_secrets: bool = False,
+    take_over: Collection[str] = (),
+) -> Plan:
+    taking = owners(take_over)
     changes: list[Change] = []
     deletes: list[Change] = []
     conflicts: list[str] = []
@@ -130,20 +178,17 @@ def diff(spec: Spec, org: Org, *, prune: bool = False, rewrite_secrets: bool = F
         declared = {d.ident: d for d in spec.of(kind)}
         for d in declared.values():
             cur = found.get(d.ident)
+            problem = conflict(d, cur, spec.owner, taking)
+            if problem:
+                conflicts.append(f"{d.path}: {kind.name} {d.key!r} {problem}")
+                continue  # not ours: its links are not ours either
             ours.add(d.ref)
             if cur is None:
                 changes.append(Change("create", kind, d.key, d))
             elif type(cur) is not type(d.model):
                 change = f"type {type_name(cur)} -> {type_name(d.model)}"
-                if is_managed(cur, spec.owner):
-                    changes.append(Change("replace", kind, d.key, d, cur, reason=change))
-                    replaced.add(d.ref)
-                else:
-                    conflicts.append(
-                        f"{d.path}: {kind.name} {d.key!r} exists as a {type_name(cur)} that "
-                        f"sdm-async does not manage; rename the declared one, or delete or "
-                        f"rename the existing one"
-                    )
+                changes.append(Change("replace", kind, d.key, d, cur, reason=change))
+                replaced.add(d.ref)
             else:
                 fields = differing(d, cur, rewrite_secrets)
                 if not is_managed(cur, spec.owner):
@@ -172,7 +217,48 @@ def diff(spec: Spec, org: Org, *, prune: bool = False, rewrite_secrets: bool = F
         duplicates = [c for c in link_deletes if c.reason == "duplicate"]
         changes.extend(duplicates)
         orphans = [*(c for c in link_deletes if c.reason != "duplicate"), *objects]
-    return Plan(tuple(changes), prune, unchanged, tuple(orphans), tuple(conflicts), org)
+    return Plan(tuple(changes), prune, unchanged, tuple(orphans), tuple(conflicts), org, taking)
+
+
+def owners(take_over: Collection[str]) -> frozenset[str]:
+    """`take_over` as a set; a lone string would be taken letter by letter: refused."""
+    if isinstance(take_over, str):
+        raise TypeError(f"take_over takes a list of owners, e.g. [{take_over!r}]")
+    return frozenset(take_over)
+
+
+def conflict(d: Declared, cur: Any, owner: str, take_over: frozenset[str]) -> str:
+    """Why the declaration cannot have `cur` as its object ("" when it can)."""
+    if cur is None:
+        return ""
+    holder = owner_of(cur)
+    if holder is not None and holder != owner and holder not in take_over:
+        return (
+            f"is owned by another declaration (tag {MARK_KEY}: {holder}): it is never "
+            f"adopted, changed or deleted from here; remove it from this file, or take it "
+            f"over with --take-over {holder} (Python: take_over=[{holder!r}])"
+        )
+    if type(cur) is not type(d.model):
+        if holder == owner:
+            return ""  # ours: replaced
+        return (
+            f"exists as a {type_name(cur)} that this declaration does not manage; rename "
+            f"the declared one, or delete or rename the existing one"
+        )
+    if (
+        isinstance(cur, User)
+        and isinstance(d.model, User)
+        and "suspended" in d.fields
+        and not d.model.suspended
+        and cur.permission_level == PermissionLevel.SUSPENDED
+        and restored_level(d, cur) is None
+    ):
+        return (
+            "was suspended outside this declaration, so the permission level to give back "
+            "is unknown (the API keeps none): restore the user with the admin UI or the API, "
+            f"or tag it `{LEVEL_KEY}: <level>` (e.g. user, admin) and apply again"
+        )
+    return ""
 
 
 def _diff_links(
@@ -230,8 +316,13 @@ def _same_moment(a: datetime.datetime | None, b: datetime.datetime | None) -> bo
     return a == b
 
 
-def wanted_tags(d: Declared) -> dict[str, str]:
-    tags = dict(getattr(d.model, "tags", {}))
+def wanted_tags(d: Declared, cur: Any = None) -> dict[str, str]:
+    """The tags to write: the file's when it states `tags`, else the object's own; plus the
+    mark, and the remembered level of a suspended user (see `desired`)."""
+    have = dict(getattr(cur, "tags", None) or {})
+    tags = dict(getattr(d.model, "tags", None) or {}) if "tags" in d.fields else dict(have)
+    if LEVEL_KEY in have:
+        tags[LEVEL_KEY] = have[LEVEL_KEY]
     tags[MARK_KEY] = d.owner
     return tags
 
@@ -240,23 +331,47 @@ def is_secret(d: Declared, f: str) -> bool:
     return f in d.secrets or f in type(d.model)._secrets
 
 
+def _written(d: Declared) -> tuple[str, ...]:
+    """The attributes apply writes: those the file states, the tags (for the mark), and the
+    permission level of a user whose suspension is declared (the API suspends through it)."""
+    out = list(d.fields)
+    if hasattr(d.model, "tags") and "tags" not in out:
+        out.append("tags")
+    if isinstance(d.model, User) and "suspended" in out and "permission_level" not in out:
+        out.append("permission_level")
+    return tuple(out)
+
+
 def differing(d: Declared, cur: Any, rewrite_secrets: bool = False) -> tuple[str, ...]:
-    """The declared attributes whose value in `cur` differs. A credential the API did not
-    return cannot be compared: it differs only if `rewrite_secrets`."""
+    """The attributes apply would change in `cur`. A credential the API did not return
+    cannot be compared: it differs only if `rewrite_secrets`."""
+    want = desired(d, cur)
     out = []
-    for f in d.fields:
-        want, have = getattr(d.model, f), getattr(cur, f)
-        if f == "tags":
-            same = wanted_tags(d) == have
-        elif is_secret(d, f) and not have:
-            same = not rewrite_secrets or not want
-        elif isinstance(want, datetime.datetime):
-            same = _same_moment(want, have)
+    for f in _written(d):
+        new, have = getattr(want, f), getattr(cur, f)
+        if is_secret(d, f) and not have:
+            same = not rewrite_secrets or not new
+        elif isinstance(new, datetime.datetime):
+            same = _same_moment(new, have)
         else:
-            same = want == have
+            same = new == have
         if not same:
             out.append(f)
     return tuple(out)
+
+
+_LEVELS = frozenset(
+    v for k, v in vars(PermissionLevel).items() if k.isupper() and isinstance(v, str)
+) - {PermissionLevel.SUSPENDED, PermissionLevel.EMPTY}
+
+
+def restored_level(d: Declared, cur: Any) -> str | None:
+    """The permission level to give a suspended user back: the file's, else the one
+    remembered when the declaration suspended it; None when unknown."""
+    if "permission_level" in d.fields and isinstance(d.model, User):
+        return d.model.permission_level
+    level = (getattr(cur, "tags", None) or {}).get(LEVEL_KEY)
+    return level if level in _LEVELS else None
 
 
 def desired(d: Declared, cur: Any = None) -> Model:
@@ -267,13 +382,20 @@ def desired(d: Declared, cur: Any = None) -> Model:
         value = getattr(d.model, f)
         setattr(out, f, dict(value) if isinstance(value, dict) else value)
     if hasattr(out, "tags"):
-        out.tags = wanted_tags(d)
+        out.tags = wanted_tags(d, cur)
     if isinstance(out, User) and "suspended" in d.fields:
-        # The API suspends a user through its permission level; `suspended` only mirrors it.
+        # The API suspends a user through its permission level, which it then forgets: the
+        # level is remembered in a tag while suspended, and given back when unsuspended.
+        before = cur.permission_level if cur is not None else PermissionLevel.USER
         if out.suspended:
+            if before != PermissionLevel.SUSPENDED:
+                out.tags[LEVEL_KEY] = before or PermissionLevel.USER
             out.permission_level = PermissionLevel.SUSPENDED
-        elif out.permission_level == PermissionLevel.SUSPENDED:
-            out.permission_level = PermissionLevel.USER
+        elif before == PermissionLevel.SUSPENDED:
+            level = restored_level(d, cur)
+            if level is not None:  # else a conflict (see `diff`): left suspended
+                out.permission_level = level
+                out.tags.pop(LEVEL_KEY, None)
     return out
 
 
@@ -301,17 +423,21 @@ def _summary(d: Declared) -> str:
             parts.append(f"{len(value)} access rule(s)")
         else:
             parts.append(f"{f}={_show(d, f, value)}")
-    tags = getattr(model, "tags", None)
+    tags = getattr(model, "tags", None) if "tags" in d.fields else None
     if tags:
-        parts.append("tags " + ",".join(f"{k}={v}" for k, v in sorted(tags.items())))
+        parts.append("tags " + ",".join(f"{k}={_tag(d, v)}" for k, v in sorted(tags.items())))
     return " ".join(parts)
 
 
-def _field_change(f: str, d: Declared, cur: Any) -> str:
-    want, have = getattr(d.model, f), getattr(cur, f)
+def _tag(d: Declared, value: str) -> str:
+    """A tag's value, unless the file's tags hold a secret (a `${VAR}` the loader hides)."""
+    return "***" if is_secret(d, "tags") else value
+
+
+def _field_change(f: str, d: Declared, cur: Any, new: Model) -> str:
+    want, have = getattr(new, f), getattr(cur, f)
     if f == "tags":
-        want = wanted_tags(d)
-        added = [f"+{k}={v}" for k, v in sorted(want.items()) if have.get(k) != v]
+        added = [f"+{k}={_tag(d, v)}" for k, v in sorted(want.items()) if have.get(k) != v]
         removed = [f"-{k}" for k in sorted(have) if k not in want]
         return "tags " + " ".join(added + removed)
     if is_secret(d, f):

@@ -17,6 +17,7 @@ from sdm_async._model import Model
 __all__ = [
     "ATTACHMENT",
     "GRANT",
+    "LEVEL_KEY",
     "LINKS",
     "MARK_KEY",
     "MARK_VALUE",
@@ -30,6 +31,7 @@ __all__ = [
     "USER",
     "Kind",
     "is_managed",
+    "owner_of",
     "required_fields",
     "settable_fields",
     "type_name",
@@ -39,6 +41,9 @@ __all__ = [
 # declared, or deleted (and only with prune); everything else in the organisation is left alone.
 MARK_KEY = "managed-by"
 MARK_VALUE = "sdm-async"
+# The permission level a user had when the declaration suspended it: the API suspends through
+# the level itself, so without this the level to restore on unsuspending would be lost.
+LEVEL_KEY = "level-before-suspension"
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ def is_managed(obj: object, owner: str = MARK_VALUE) -> bool:
     """Whether `obj` carries the mark of `owner` (a declaration's `owner:`)."""
     tags = getattr(obj, "tags", None)
     return isinstance(tags, dict) and tags.get(MARK_KEY) == owner
+
+
+def owner_of(obj: object) -> str | None:
+    """The owner whose mark `obj` carries, or None when it is unmarked."""
+    tags = getattr(obj, "tags", None)
+    return tags.get(MARK_KEY) if isinstance(tags, dict) else None
 
 
 def _attribute(cls: type[Model], proto_name: str) -> str | None:
