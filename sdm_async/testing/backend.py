@@ -67,6 +67,8 @@ class Journal(Protocol):
         self, access_key: str, secret_key: str, account_id: str, permissions: frozenset[str] | None
     ) -> None: ...
 
+    def remove_keys(self, account_id: str) -> None: ...
+
     def put_hidden(self, id: str, data: bytes | None) -> None: ...
 
 
@@ -253,6 +255,8 @@ class Backend:
             self.journal.append(service, change)
         if service == "Accounts" and kind == "token":
             self.keys.remove_account(id)
+            if self.journal is not None:
+                self.journal.remove_keys(id)  # or a restart would accept its key again
 
     def _list(self, m: Method, req: Message, caller: Key) -> Reply:
         table = self.tables[m.service]
@@ -497,6 +501,10 @@ class Backend:
 
     def count(self, service: str) -> int:
         return len(self.tables[service])
+
+    def fresh(self) -> bool:
+        """Nothing was ever created, updated or deleted."""
+        return not any(t.history for t in self.tables.values())
 
     def seed_users(self, n: int) -> None:
         """Add `n` users directly (for benchmarks and large demos), as Accounts.Create would."""

@@ -1,6 +1,8 @@
 """How the emulator refuses a call: an `ApiError` raised anywhere below the servicer becomes a
 gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`, as the real API sends
-(the official SDK reads its message from there, and a rate limit's `RateLimitMetadata`)."""
+(the official SDK reads its message from there, and a rate limit's `RateLimitMetadata`).
+
+`StartError` is the other kind of refusal: the emulator cannot start at all."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ class ApiError(Exception):
             packed.Pack(detail)
             status.details.append(packed)
         return rpc_status.to_status(status)
+
+
+class StartError(RuntimeError):
+    """The emulator cannot start (port in use, `db` file unusable or held by another
+    emulator, ...); the message names what and says what to do, in one line."""
 
 
 def bad_request(message: str) -> ApiError:
