@@ -247,6 +247,26 @@ async def test_a_restart_without_a_key_keeps_the_admin_key_last_given(tmp_path: 
                 await collect(c.roles.list(""))
 
 
+async def test_a_renamed_objects_old_name_is_free_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    async with Emulator(db=db) as emu, emu.client(retry=NO_RETRY) as client:
+        role = (await client.roles.create(sdm_async.Role(name="old"))).role
+        role.name = "new"
+        await client.roles.update(role)
+        user = (
+            await client.accounts.create(
+                sdm_async.User(email="a@x.io", first_name="A", last_name="A")
+            )
+        ).account
+        user.email = "b@x.io"
+        await client.accounts.update(user)
+    async with Emulator(db=db) as emu, emu.client(retry=NO_RETRY) as client:
+        await client.roles.create(sdm_async.Role(name="old"))
+        await client.accounts.create(sdm_async.User(email="a@x.io", first_name="A", last_name="A"))
+        with pytest.raises(errors.AlreadyExistsError):
+            await client.roles.create(sdm_async.Role(name="new"))
+
+
 # -- seeding -----------------------------------------------------------------------------------
 
 

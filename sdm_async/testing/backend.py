@@ -428,6 +428,12 @@ class Backend:
     def replay(self, service: str, change: Change) -> None:
         """Apply a change read back from a journal."""
         table = self.tables[service]
+        unique = self._unique[service]
+        before = table.records.get(change.id)
+        if before is not None:  # an update or a delete: the name it had is free again
+            natural = self._natural_key(service, *schema.member(before.msg))
+            if natural is not None and unique.get(natural) == change.id:
+                del unique[natural]
         table.apply(change)
         self._seq = max(self._seq, change.seq)
         self._last_at = max(self._last_at, change.at)
@@ -437,11 +443,8 @@ class Backend:
             old = table.records[change.id].msg
         kind, inner = schema.member(old)
         natural = self._natural_key(service, kind, inner)
-        if natural is not None:
-            if change.op == "delete":
-                self._unique[service].pop(natural, None)
-            else:
-                self._unique[service][natural] = change.id
+        if natural is not None and change.op != "delete":
+            unique[natural] = change.id
         if service == "Accounts" and kind == "token":  # a suspended token stays shut out
             if change.op != "delete" and inner.suspended:
                 self.keys.suspended.add(change.id)
