@@ -330,3 +330,22 @@ async def test_a_filter_with_many_wildcards_does_not_hold_up_the_emulator() -> N
     assert found == []
     assert [u.email for u in other] == ["u7@x.io"]
     assert len(all_of_them) == 1000
+
+
+async def test_errors_that_quote_long_input_still_arrive() -> None:
+    # Quoted whole, 100,000 characters of input made a status too big for the trailers: the
+    # call never completed.
+    long = "x" * 100_000
+    async with Emulator() as emu, emu.client(retry=NO_RETRY) as client:
+        name = "é" * 50_000
+        await client.roles.create(sdm_async.Role(name=name))
+
+        async def calls() -> None:
+            with pytest.raises(errors.BadRequestError, match=r"filter 'nosuch:x+\.\.\.x+'"):
+                await collect(client.accounts.list("nosuch:" + long))
+            with pytest.raises(errors.NotFoundError, match=r"role 'r-x+ \[\.\.\.\] x+' not"):
+                await client.roles.get("r-" + long)
+            with pytest.raises(errors.AlreadyExistsError, match=r"é+ .* é+ already exists"):
+                await client.roles.create(sdm_async.Role(name=name))
+
+        await asyncio.wait_for(calls(), timeout=10)

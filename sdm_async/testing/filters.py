@@ -55,9 +55,16 @@ class FilterError(ValueError):
     """A filter that cannot be compiled; the message says what is wrong and where."""
 
     def __init__(self, text: str, problem: str, position: int, hint: str = "") -> None:
-        super().__init__(f"filter {text!r}: {problem} at position {position}{hint}")
+        super().__init__(f"filter {_excerpt(text)!r}: {problem} at position {position}{hint}")
         self.text = text
         self.position = position
+
+
+def _excerpt(text: str, size: int = 200) -> str:
+    """`text`, or its start and end when long: the error quotes it, and must stay short."""
+    if len(text) <= size:
+        return text
+    return f"{text[: size * 2 // 3]}...{text[-size // 3 :]}"
 
 
 def compile_filter(text: str, descriptor: Descriptor) -> Predicate:
