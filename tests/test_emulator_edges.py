@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -113,6 +114,23 @@ async def test_the_command_refuses_a_port_in_use() -> None:
         assert f"port {port} on 127.0.0.1 is in use" in line
         async with sdm_async.Client(KEY, SECRET, address, True, retry=NO_RETRY) as client:
             assert await collect(client.roles.list("")) == []
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+async def test_an_ipv6_host_is_served(host: str) -> None:
+    async with Emulator(host=host) as emu, emu.client(retry=NO_RETRY) as client:
+        assert emu.address == f"[::1]:{emu.port}"
+        assert await collect(client.roles.list("")) == []
 
 
 # -- one emulator per db file ------------------------------------------------------------------

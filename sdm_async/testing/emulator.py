@@ -87,7 +87,7 @@ class Emulator:
                 base64.b64decode(secret_key)
             except binascii.Error:
                 raise ValueError("the secret key is not base64: give it as it was issued") from None
-        self.host = host
+        self.host = host.strip("[]")  # an IPv6 address may come bracketed or not
         self.port = port
         self.faults = Faults(fault_rate, fault_code, fault_when, latency, latency_jitter, seed)
         self.limiter = RateLimiter(rate_limit, rate_limit_window)
@@ -146,7 +146,7 @@ class Emulator:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}" if self._server is not None else ""
+        return _host_port(self.host, self.port) if self._server is not None else ""
 
     @property
     def stats(self) -> Stats:
@@ -170,9 +170,12 @@ class Emulator:
             server = grpc.aio.server(options=options)
             server.add_generic_rpc_handlers([self.servicer])
             try:
-                port = server.add_insecure_port(f"{self.host}:{self.port}")
-            except RuntimeError:  # lost a race for the port since the check
-                raise StartError(_in_use(self.host, self.port)) from None
+                port = server.add_insecure_port(_host_port(self.host, self.port))
+            except RuntimeError:  # most likely lost a race for the port since the check
+                raise StartError(
+                    f"cannot listen on {_host_port(self.host, self.port)}: gRPC could not bind "
+                    "it (in use?)"
+                ) from None
             await server.start()
         except BaseException:
             await self.stop()
@@ -269,6 +272,10 @@ class Emulator:
         return access_key, secret_key
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _in_use(host: str, port: int) -> str:
     return (
         f"port {port} on {host} is in use (another emulator?): stop what holds it, "
@@ -282,7 +289,7 @@ def _check_can_listen(host: str, port: int) -> None:
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        raise StartError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        raise StartError(f"cannot listen on {_host_port(host, port)}: {e.strerror}") from None
     failures: list[OSError] = []
     for family, kind, proto, _, address in addresses:
         with socket.socket(family, kind, proto) as probe:
@@ -295,4 +302,4 @@ def _check_can_listen(host: str, port: int) -> None:
                     raise StartError(_in_use(host, port)) from None
                 failures.append(e)
     if failures and len(failures) == len(addresses):  # gRPC needs one address that binds
-        raise StartError(f"cannot listen on {host}:{port}: {failures[0].strerror}")
+        raise StartError(f"cannot listen on {_host_port(host, port)}: {failures[0].strerror}")
