@@ -156,6 +156,15 @@ async def test_a_failed_start_releases_the_db(tmp_path: Path) -> None:
         pass
 
 
+async def test_an_emulator_whose_db_was_closed_does_not_serve_again(tmp_path: Path) -> None:
+    emu = Emulator(db=tmp_path / "state.db")
+    await emu.start()
+    await emu.stop()
+    # Served again, it would accept changes it can no longer keep.
+    with pytest.raises(StartError, match="make a new Emulator"):
+        await emu.start()
+
+
 def test_the_command_refuses_a_db_in_use_and_a_kill_9_leaves_no_lock(tmp_path: Path) -> None:
     db = str(tmp_path / "state.db")
     with emulator_process("--port", "0", "--db", db) as (proc, _):
@@ -290,12 +299,15 @@ async def test_a_renamed_objects_old_name_is_free_after_a_restart(tmp_path: Path
 
 async def test_seed_users_seeds_only_a_fresh_db(tmp_path: Path) -> None:
     db = str(tmp_path / "state.db")
-    for _ in range(2):
+    for restart in (False, True):
         with emulator_process("--port", "0", "--db", db, "--seed-users", "5") as (proc, address):
             async with sdm_async.Client(KEY, SECRET, address, True, retry=NO_RETRY) as client:
                 assert len(await collect(client.accounts.list("type:user"))) == 5
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 10) == 0
+            assert proc.stderr is not None
+            said = f"--seed-users ignored: db {db} already holds an organisation"
+            assert (said in proc.stderr.read()) == restart
 
 
 async def test_seed_users_in_python_seeds_a_fresh_organisation_once() -> None:
