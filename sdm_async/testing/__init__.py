@@ -8,5 +8,6 @@ async with Emulator() as emu:
 """
 
 from sdm_async.testing.emulator import Emulator
+from sdm_async.testing.status import StartError
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "StartError"]

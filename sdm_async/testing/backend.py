@@ -67,6 +67,8 @@ class Journal(Protocol):
         self, access_key: str, secret_key: str, account_id: str, permissions: frozenset[str] | None
     ) -> None: ...
 
+    def remove_keys(self, account_id: str) -> None: ...
+
     def put_hidden(self, id: str, data: bytes | None) -> None: ...
 
 
@@ -253,6 +255,8 @@ class Backend:
             self.journal.append(service, change)
         if service == "Accounts" and kind == "token":
             self.keys.remove_account(id)
+            if self.journal is not None:
+                self.journal.remove_keys(id)  # or a restart would accept its key again
 
     def _list(self, m: Method, req: Message, caller: Key) -> Reply:
         table = self.tables[m.service]
@@ -424,6 +428,12 @@ class Backend:
     def replay(self, service: str, change: Change) -> None:
         """Apply a change read back from a journal."""
         table = self.tables[service]
+        unique = self._unique[service]
+        before = table.records.get(change.id)
+        if before is not None:  # an update or a delete: the name it had is free again
+            natural = self._natural_key(service, *schema.member(before.msg))
+            if natural is not None and unique.get(natural) == change.id:
+                del unique[natural]
         table.apply(change)
         self._seq = max(self._seq, change.seq)
         self._last_at = max(self._last_at, change.at)
@@ -433,11 +443,8 @@ class Backend:
             old = table.records[change.id].msg
         kind, inner = schema.member(old)
         natural = self._natural_key(service, kind, inner)
-        if natural is not None:
-            if change.op == "delete":
-                self._unique[service].pop(natural, None)
-            else:
-                self._unique[service][natural] = change.id
+        if natural is not None and change.op != "delete":
+            unique[natural] = change.id
         if service == "Accounts" and kind == "token":  # a suspended token stays shut out
             if change.op != "delete" and inner.suspended:
                 self.keys.suspended.add(change.id)
@@ -497,6 +504,10 @@ class Backend:
 
     def count(self, service: str) -> int:
         return len(self.tables[service])
+
+    def fresh(self) -> bool:
+        """Nothing was ever created, updated or deleted."""
+        return not any(t.history for t in self.tables.values())
 
     def seed_users(self, n: int) -> None:
         """Add `n` users directly (for benchmarks and large demos), as Accounts.Create would."""

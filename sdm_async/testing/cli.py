@@ -1,4 +1,8 @@
-"""`sdm-async emulator`: serve the emulator until SIGINT or SIGTERM."""
+"""`sdm-async emulator`: serve the emulator until SIGINT or SIGTERM.
+
+Whatever stops it from starting (a bad argument, a port in use, a db it cannot use) is one
+line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 from sdm_async.testing.emulator import Emulator
+from sdm_async.testing.status import StartError
+
+PROG = "sdm-async emulator"
+log = logging.getLogger("sdm_async.emulator")
 
 
 def _seconds(text: str) -> float:
@@ -25,9 +34,25 @@ def _seconds(text: str) -> float:
         ) from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other start-up error, rather than the whole usage first.
+        self.exit(2, f"{PROG}: {message} (see {PROG} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sdm-async emulator",
+    p = _Parser(
+        prog=PROG,
         description="Serve a local emulator of the StrongDM API (plain gRPC) until interrupted.",
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -56,7 +81,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="HTTP/2 streams per connection (real servers often allow 100)",
     )
-    p.add_argument("--seed-users", type=int, default=0, metavar="N", help="start with N users")
+    p.add_argument(
+        "--seed-users",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="start with N users (only a fresh organisation: not again on a --db kept before)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every call (debug level)")
     p.add_argument(
         "--list-methods", action="store_true", help="print which API methods are emulated, exit"
@@ -78,9 +109,12 @@ async def serve(args: argparse.Namespace) -> int:
     access_key = args.access_key or os.environ.get("SDM_API_ACCESS_KEY") or None
     secret_key = args.secret_key or os.environ.get("SDM_API_SECRET_KEY") or None
     if (access_key is None) != (secret_key is None):
-        print("sdm-async emulator: give both the access key and the secret key", file=sys.stderr)
+        print(f"{PROG}: give both the access key and the secret key", file=sys.stderr)
         return 2
-    generated = access_key is None and args.db is None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         emu = Emulator(
             host=args.host,
@@ -100,26 +134,24 @@ async def serve(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_concurrent_streams=args.max_concurrent_streams,
         )
-    except ValueError as e:
-        print(f"sdm-async emulator: {e}", file=sys.stderr)
+        await emu.start()
+    except (ValueError, StartError) as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
-    if args.seed_users:
-        emu.backend.seed_users(args.seed_users)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await emu.start()
-    print(f"sdm-async emulator listening on {emu.address}", flush=True)
-    if generated or access_key is None:
-        # Made up here (or kept in --db): the caller cannot know it otherwise.
-        print(f"SDM_API_ACCESS_KEY={emu.access_key}", flush=True)
-        print(f"SDM_API_SECRET_KEY={emu.secret_key}", flush=True)
     try:
+        # Seeded once listening (a port in use must not have seeded the db first), and
+        # before the address is printed: no call is served before the users are there.
+        if args.seed_users and not emu.seed_users(args.seed_users):
+            log.info("--seed-users ignored: db %s already holds an organisation", args.db)
+        print(f"{PROG} listening on {emu.address}", flush=True)
+        if access_key is None:
+            # Made up here (or kept in --db): the caller cannot know it otherwise.
+            print(f"SDM_API_ACCESS_KEY={emu.access_key}", flush=True)
+            print(f"SDM_API_SECRET_KEY={emu.secret_key}", flush=True)
         await stop.wait()
     finally:
         await emu.stop(grace=1.0)
-    print("sdm-async emulator stopped", flush=True)
+    print(f"{PROG} stopped", flush=True)
     return 0
 
 
@@ -136,4 +168,7 @@ def main(argv: list[str]) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
     )
-    return asyncio.run(serve(args))
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:  # before the signal handlers are in place
+        return 130

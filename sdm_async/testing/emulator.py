@@ -11,7 +11,11 @@ against it too.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import errno
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +29,7 @@ from sdm_async.testing.auth import Keys, new_key_pair
 from sdm_async.testing.backend import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Backend
 from sdm_async.testing.journal import Journal
 from sdm_async.testing.server import Faults, RateLimiter, Servicer, Stats
+from sdm_async.testing.status import StartError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -35,13 +40,15 @@ if TYPE_CHECKING:
 class Emulator:
     """A local StrongDM API. Options (all keyword-only):
 
-    - `host`, `port`: where to listen (port 0 picks a free one; see `address`).
+    - `host`, `port`: where to listen (port 0 picks a free one; see `address`). A port in
+      use, by another emulator or anything else, is a `StartError` from `start()`.
     - `access_key`, `secret_key`: the admin API key it accepts; made up when not given.
     - `rate_limit`, `rate_limit_window`: calls per window of seconds per key (0: no limit).
     - `latency`, `latency_jitter`: seconds added to each call (fixed, plus random up to).
     - `fault_rate`, `fault_code` (UNAVAILABLE or INTERNAL), `fault_when` ("before" or "after"
       the change is applied): calls that fail on purpose.
-    - `db`: a SQLite file that keeps the state across restarts (in memory when None).
+    - `db`: a SQLite file that keeps the state across restarts (in memory when None); one
+      emulator at a time per file (`StartError` otherwise), until `stop()`.
     - `page_size`, `max_page_size`: list page sizes (default when the request sets no limit,
       and the most it may ask for).
     - `seed`: seeds the fault and latency randomness.
@@ -71,7 +78,16 @@ class Emulator:
             raise ValueError("give both access_key and secret_key, or neither")
         if not 1 <= page_size <= max_page_size:
             raise ValueError("page_size must be between 1 and max_page_size")
-        self.host = host
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535 (0 picks a free one), not {port}")
+        if max_concurrent_streams is not None and max_concurrent_streams < 1:
+            raise ValueError("max_concurrent_streams must be at least 1")
+        if secret_key is not None:
+            try:
+                base64.b64decode(secret_key)
+            except binascii.Error:
+                raise ValueError("the secret key is not base64: give it as it was issued") from None
+        self.host = host.strip("[]")  # an IPv6 address may come bracketed or not
         self.port = port
         self.faults = Faults(fault_rate, fault_code, fault_when, latency, latency_jitter, seed)
         self.limiter = RateLimiter(rate_limit, rate_limit_window)
@@ -80,44 +96,57 @@ class Emulator:
         self.backend = Backend(
             self.keys, self.journal, page_size=page_size, max_page_size=max_page_size
         )
-        self._restore()
+        stored = self._restore()
         if access_key is None or secret_key is None:
-            stored = self._stored_admin_key()
             access_key, secret_key = stored or new_key_pair()
         self.access_key = access_key
         self.secret_key = secret_key
         self.keys.add(access_key, secret_key)
-        if self.journal is not None:
-            self.journal.add_key(access_key, secret_key, "", None)
+        if self.journal is not None and (access_key, secret_key) != stored:
+            self.journal.set_admin_key(access_key, secret_key)
         self.servicer = Servicer(self.backend, self.limiter, self.faults)
         self._max_streams = max_concurrent_streams
         self._server: grpc.aio.Server | None = None
+        self._closed = False  # stop() closed the db: serving again would not keep changes
 
     def __repr__(self) -> str:
         return f"<Emulator {self.address or 'not started'} access_key={self.access_key!r}>"
 
-    def _restore(self) -> None:
-        if self.journal is None:
-            return
-        for access_key, secret_key, account_id, permissions in self.journal.keys():
-            if account_id or permissions is not None:
-                self.keys.add(access_key, secret_key, account_id, permissions)
-        for service, change in self.journal.changes():
-            self.backend.replay(service, change)
-        for id, data in self.journal.hidden():
-            self.backend.restore_hidden(id, data)
-
-    def _stored_admin_key(self) -> tuple[str, str] | None:
-        if self.journal is None:
+    def _restore(self) -> tuple[str, str] | None:
+        """Rebuild the state from the db; returns the admin key kept there, if any."""
+        journal = self.journal
+        if journal is None:
             return None
-        for access_key, secret_key, account_id, permissions in self.journal.keys():
+        try:
+            return self._replay(journal)
+        except Exception as e:  # whatever the file holds: name it rather than a traceback
+            journal.close()
+            self.journal = None
+            raise StartError(
+                f"cannot read the state in db {journal.path} ({type(e).__name__}: {e}): "
+                "is it a file written by this version of the emulator?"
+            ) from None
+
+    def _replay(self, journal: Journal) -> tuple[str, str] | None:
+        for service, change in journal.changes():
+            self.backend.replay(service, change)
+        for id, data in journal.hidden():
+            self.backend.restore_hidden(id, data)
+        admin = None
+        accounts = self.backend.tables["Accounts"].records
+        for access_key, secret_key, account_id, permissions in journal.keys():
             if not account_id and permissions is None:
-                return access_key, secret_key
-        return None
+                admin = access_key, secret_key
+            elif account_id and account_id not in accounts:
+                # The token was deleted (by a version that kept its key): it stays shut out.
+                journal.remove_keys(account_id)
+            else:
+                self.keys.add(access_key, secret_key, account_id, permissions)
+        return admin
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}" if self._server is not None else ""
+        return _host_port(self.host, self.port) if self._server is not None else ""
 
     @property
     def stats(self) -> Stats:
@@ -125,13 +154,33 @@ class Emulator:
         return self.servicer.stats
 
     async def start(self) -> None:
-        options: list[tuple[str, Any]] = []
+        """Listen and serve; `StartError` when the address cannot be had (the db, if any, is
+        then released, as by `stop()`)."""
+        if self._closed:
+            raise StartError("this emulator was stopped and its db closed: make a new Emulator")
+        if self._server is not None:
+            raise RuntimeError("the emulator is already started")
+        # No SO_REUSEPORT: with it a second server binds a port in use and the two split the
+        # connections between them.
+        options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
         if self._max_streams is not None:
             options.append(("grpc.max_concurrent_streams", self._max_streams))
-        server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers([self.servicer])
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
-        await server.start()
+        try:
+            _check_can_listen(self.host, self.port)
+            server = grpc.aio.server(options=options)
+            server.add_generic_rpc_handlers([self.servicer])
+            try:
+                port = server.add_insecure_port(_host_port(self.host, self.port))
+            except RuntimeError:  # most likely lost a race for the port since the check
+                raise StartError(
+                    f"cannot listen on {_host_port(self.host, self.port)}: gRPC could not bind "
+                    "it (in use?)"
+                ) from None
+            await server.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.port = port
         self._server = server
 
     async def stop(self, grace: float | None = None) -> None:
@@ -141,6 +190,7 @@ class Emulator:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+            self._closed = True
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -203,8 +253,53 @@ class Emulator:
             thread.join()
             loop.close()
 
+    def seed_users(self, n: int) -> bool:
+        """Add `n` users if the organisation is fresh (nothing recorded yet, as on a new db)
+        and say whether it did: a restart on the same db does not add them again."""
+        if n < 0:
+            raise ValueError("the number of users to seed must be >= 0")
+        if not n or not self.backend.fresh():
+            return False
+        with self.journal.transaction() if self.journal else contextlib.nullcontext():
+            self.backend.seed_users(n)  # all or none, if the process dies on the way
+        return True
+
     def add_key(self, permissions: frozenset[str] | None = None) -> tuple[str, str]:
-        """Register another API key (admin when `permissions` is None); returns it."""
+        """Register another API key (admin when `permissions` is None); returns it. It lasts
+        as long as this emulator: it is not kept in the db."""
         access_key, secret_key = new_key_pair()
         self.keys.add(access_key, secret_key, "", permissions)
         return access_key, secret_key
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _in_use(host: str, port: int) -> str:
+    return (
+        f"port {port} on {host} is in use (another emulator?): stop what holds it, "
+        "or pick another port (0 picks a free one)"
+    )
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Say clearly why `host:port` cannot be listened on, before gRPC tries (it would only
+    raise "Failed to bind" and log lines of its own)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise StartError(f"cannot listen on {_host_port(host, port)}: {e.strerror}") from None
+    failures: list[OSError] = []
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC does: connections of a previous run in TIME_WAIT do not hold the port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise StartError(_in_use(host, port)) from None
+                failures.append(e)
+    if failures and len(failures) == len(addresses):  # gRPC needs one address that binds
+        raise StartError(f"cannot listen on {_host_port(host, port)}: {failures[0].strerror}")
