@@ -53,7 +53,8 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
-        description="Serve a local emulator of the StrongDM API (plain gRPC) until interrupted.",
+        description="Serve a local emulator of the StrongDM API (gRPC, plain text or TLS) until "
+        "interrupted.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8890, help="0 picks a free port (default 8890)")
@@ -88,11 +89,28 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="start with N users (only a fresh organisation: not again on a --db kept before)",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="...and this PEM private key")
     p.add_argument("-v", "--verbose", action="store_true", help="log every call (debug level)")
     p.add_argument(
         "--list-methods", action="store_true", help="print which API methods are emulated, exit"
     )
     return p
+
+
+def _read_tls(cert: str | None, key: str | None) -> dict[str, bytes]:
+    """The Emulator's `tls_cert`/`tls_key` arguments from the files named."""
+    if (cert is None) != (key is None):
+        raise ValueError("give both --tls-cert and --tls-key, or neither")
+    out: dict[str, bytes] = {}
+    for option, path in (("tls_cert", cert), ("tls_key", key)):
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    out[option] = f.read()
+            except OSError as e:
+                raise ValueError(f"--{option.replace('_', '-')} {path}: {e.strerror}") from None
+    return out
 
 
 def not_emulated() -> list[str]:
@@ -133,6 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
             max_page_size=args.max_page_size,
             seed=args.seed,
             max_concurrent_streams=args.max_concurrent_streams,
+            **args.tls,
         )
         await emu.start()
     except (ValueError, StartError) as e:
@@ -143,6 +162,8 @@ async def serve(args: argparse.Namespace) -> int:
         # before the address is printed: no call is served before the users are there.
         if args.seed_users and not emu.seed_users(args.seed_users):
             log.info("--seed-users ignored: db %s already holds an organisation", args.db)
+        if emu.root_certificates:
+            log.info("serving TLS with the certificate of %s", args.tls_cert)
         print(f"{PROG} listening on {emu.address}", flush=True)
         if access_key is None:
             # Made up here (or kept in --db): the caller cannot know it otherwise.
@@ -164,6 +185,11 @@ def main(argv: list[str]) -> int:
         for m in schema.methods().values():
             print(f"{'no ' if m.full_name in missing else 'yes'} {m.full_name}")
         return 0
+    try:
+        args.tls = _read_tls(args.tls_cert, args.tls_key)
+    except ValueError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",

@@ -30,6 +30,7 @@ from sdm_async.testing.backend import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Backend
 from sdm_async.testing.journal import Journal
 from sdm_async.testing.server import Faults, RateLimiter, Servicer, Stats
 from sdm_async.testing.status import StartError
+from sdm_async.testing.tls import Certificate, load_pair, make_certificate
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,6 +53,9 @@ class Emulator:
     - `page_size`, `max_page_size`: list page sizes (default when the request sets no limit,
       and the most it may ask for).
     - `seed`: seeds the fault and latency randomness.
+    - `tls`: serve TLS with a certificate made for localhost, 127.0.0.1 and `host`
+      (`root_certificates` is its PEM, which `client()` trusts); or give `tls_cert` and
+      `tls_key` (PEM bytes) to serve your own.
     """
 
     def __init__(
@@ -73,9 +77,14 @@ class Emulator:
         max_page_size: int = MAX_PAGE_SIZE,
         seed: int | None = None,
         max_concurrent_streams: int | None = None,
+        tls: bool = False,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
     ) -> None:
         if (access_key is None) != (secret_key is None):
             raise ValueError("give both access_key and secret_key, or neither")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("give both tls_cert and tls_key (PEM bytes), or neither")
         if not 1 <= page_size <= max_page_size:
             raise ValueError("page_size must be between 1 and max_page_size")
         if not 0 <= port <= 65535:
@@ -89,6 +98,13 @@ class Emulator:
                 raise ValueError("the secret key is not base64: give it as it was issued") from None
         self.host = host.strip("[]")  # an IPv6 address may come bracketed or not
         self.port = port
+        if tls_cert is not None and tls_key is not None:
+            self._tls: Certificate | None = load_pair(tls_cert, tls_key)
+        elif tls:
+            names = dict.fromkeys(("localhost", "127.0.0.1", self.host))  # ordered, no repeats
+            self._tls = make_certificate(tuple(names))
+        else:
+            self._tls = None
         self.faults = Faults(fault_rate, fault_code, fault_when, latency, latency_jitter, seed)
         self.limiter = RateLimiter(rate_limit, rate_limit_window)
         self.keys = Keys()
@@ -170,7 +186,12 @@ class Emulator:
             server = grpc.aio.server(options=options)
             server.add_generic_rpc_handlers([self.servicer])
             try:
-                port = server.add_insecure_port(_host_port(self.host, self.port))
+                where = _host_port(self.host, self.port)
+                if self._tls is None:
+                    port = server.add_insecure_port(where)
+                else:
+                    pair = [(self._tls.key_pem, self._tls.cert_pem)]
+                    port = server.add_secure_port(where, grpc.ssl_server_credentials(pair))
             except RuntimeError:  # most likely lost a race for the port since the check
                 raise StartError(
                     f"cannot listen on {_host_port(self.host, self.port)}: gRPC could not bind "
@@ -208,13 +229,22 @@ class Emulator:
     ) -> None:
         await self.stop()
 
+    @property
+    def root_certificates(self) -> bytes | None:
+        """The PEM certificate it serves TLS with (what a client trusts), None in plain text."""
+        return None if self._tls is None else self._tls.cert_pem
+
     def client(self, **options: Unpack[ClientOptions]) -> Client:
-        """An `sdm_async.Client` connected to this emulator with its admin key."""
+        """An `sdm_async.Client` connected to this emulator with its admin key (trusting
+        its certificate when it serves TLS)."""
         from sdm_async.client import Client
 
         if self._server is None:
             raise RuntimeError("start the emulator first (async with Emulator() as emu: ...)")
-        return Client(self.access_key, self.secret_key, self.address, True, **options)
+        if self._tls is None:
+            return Client(self.access_key, self.secret_key, self.address, True, **options)
+        options.setdefault("root_certificates", self._tls.cert_pem)
+        return Client(self.access_key, self.secret_key, self.address, False, **options)
 
     @contextlib.contextmanager
     def running_in_thread(self) -> Iterator[Emulator]:

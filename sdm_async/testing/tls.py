@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["Certificate", "make_certificate"]
+__all__ = ["Certificate", "load_pair", "make_certificate"]
 
 
 class Certificate(NamedTuple):
@@ -59,3 +59,23 @@ def make_certificate(
             serialization.NoEncryption(),
         ),
     )
+
+
+def load_pair(cert_pem: bytes, key_pem: bytes) -> Certificate:
+    """Check that `cert_pem` and `key_pem` are a PEM certificate and its private key;
+    ValueError saying which is wrong otherwise (the key's contents never shown)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ValueError("the TLS certificate is not a PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "the TLS key is not an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)"
+        ) from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        raise ValueError("the TLS key does not belong to the TLS certificate")
+    return Certificate(cert_pem, key_pem)
