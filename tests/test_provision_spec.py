@@ -71,7 +71,7 @@ roles:
     tags: {team: "${TEAM}"}
 resources:
   - name: ${DB}
-    type: postgres
+    type: ${DB_TYPE}
     hostname: ${DB_HOST}
     port: 5432
     database: app
@@ -97,6 +97,7 @@ ENV = {
     "ROLE": "data-readers",
     "STAGE": "prod",
     "DB": "pg-app",
+    "DB_TYPE": "postgres",
     "DB_HOST": "db-FROMENV.internal",
     "DB_PASSWORD": "pw-FROMENV-4711",
     "GATEWAY": "gw-eu-1",
@@ -144,6 +145,7 @@ def test_every_unset_variable_is_reported_by_path_in_one_error(tmp_path: Path) -
         ("roles[0].access_rules[0].tags.env", "STAGE"),
         ("roles[0].tags.team", "TEAM"),
         ("resources[0].name", "DB"),
+        ("resources[0].type", "DB_TYPE"),
         ("resources[0].hostname", "DB_HOST"),
         ("resources[0].password", "DB_PASSWORD"),
         ("nodes[0].name", "GATEWAY"),
@@ -193,7 +195,9 @@ async def test_env_values_reach_the_org_and_stay_masked_in_plans(
     assert "first_name=***" in text and "hostname=***" in text and "password=***" in text
     for secret in (FIRST, "db-FROMENV", "pw-FROMENV"):
         assert secret not in text
-    assert "alice@example.com -> data-readers" in text  # keys are shown: they name objects
+    # Shown: what names an object or labels it, and times (they say what changes).
+    assert "alice@example.com -> data-readers" in text and "cost-centre=fixed,team=data" in text
+    assert "valid_until=2030-01-01T00:00:00+00:00" in text and "gw-eu-1" in text
     result = await provision.apply(client, spec)
     assert result.ok, result.failures
     users = [u async for u in client.accounts.list("type:user")]

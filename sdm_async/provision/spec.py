@@ -61,7 +61,9 @@ class Declared:
     path: str  # where it is declared: "users[3]"
     model: Model = field(repr=False)  # what to create; links get their ends' ids on apply
     fields: tuple[str, ...] = ()  # attributes the file sets: compared, and written on update
-    secrets: frozenset[str] = frozenset()  # attributes never shown: credentials, ${VAR} values
+    # Attributes never shown: credentials, and attributes that took a ${VAR} (keys, tags and
+    # link ends are shown all the same: they say which object a change is about).
+    secrets: frozenset[str] = frozenset()
     ends: tuple[Ref, Ref] | None = None  # links only: (account, role or resource)
     owner: str = MARK_VALUE  # the value of the mark tag on what this declaration manages
 
@@ -232,7 +234,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 def parse(
     data: Any, *, source: str = "<declaration>", env: Mapping[str, str] | None = None
 ) -> Spec:
-    """Validate a declaration already read into Python values (as `yaml.safe_load` gives)."""
+    """Validate a declaration already read into Python values (as `yaml.safe_load` gives);
+    `${VAR}` references are read from `env` (default: the process environment)."""
     checker = _Checker(os.environ if env is None else env)
     try:
         data = checker.resolve(data)
