@@ -44,7 +44,8 @@ from sdm_async.provision.kinds import (
 __all__ = ["Declared", "Problem", "Spec", "SpecError", "load", "parse"]
 
 SECTIONS = tuple(k.section for k in (*OBJECTS, *LINKS))
-_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")  # `$${` is a literal `${`
+# `$${` is a literal `${`; a `${` with no `}` is an error, not silently literal
+_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}")
 
@@ -60,7 +61,9 @@ class Declared:
     path: str  # where it is declared: "users[3]"
     model: Model = field(repr=False)  # what to create; links get their ends' ids on apply
     fields: tuple[str, ...] = ()  # attributes the file sets: compared, and written on update
-    secrets: frozenset[str] = frozenset()  # attributes never shown: credentials, ${VAR} values
+    # Attributes never shown: credentials, and attributes that took a ${VAR} (keys, tags and
+    # link ends are shown all the same: they say which object a change is about).
+    secrets: frozenset[str] = frozenset()
     ends: tuple[Ref, Ref] | None = None  # links only: (account, role or resource)
     owner: str = MARK_VALUE  # the value of the mark tag on what this declaration manages
 
@@ -110,27 +113,98 @@ class SpecError(ValueError):
 
 # -- loading ----------------------------------------------------------------------------------
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"  # YAML 1.1's `=` key: a plain string here
+_MAX_VALUES = 1_000_000  # values in the file once aliases are expanded ("billion laughs")
+_MAX_DEPTH = 20  # a declaration is a few levels deep; more is a mistake or a loop
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a declaration cannot hold: said without "not valid YAML"."""
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one, and a
-    password declared twice should not be a guess."""
+    """SafeLoader (plain values only) that refuses duplicate and non-string keys: YAML would
+    silently keep the last of two keys, and a password declared twice should not be a guess.
+    Merge keys (`<<: *anchor`) follow YAML 1.1: keys written in the mapping win over merged
+    ones, and earlier merged mappings over later ones."""
 
 
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+def _undefined(loader: _Loader, node: yaml.Node) -> Any:
+    raise _Refused(
+        None,
+        None,
+        f"the tag {node.tag!r} is not allowed: a declaration holds plain values only "
+        "(strings, numbers, booleans, dates, lists and mappings)",
+        node.start_mark,
+    )
+
+
+def _what(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    names = {dict: "a mapping", list: "a list", int: "a number", float: "a number"}
+    return names.get(type(value), "a date" if isinstance(value, datetime.date) else "a value")
+
+
+def _key(loader: _Loader, node: yaml.Node) -> str:
+    if node.tag == _VALUE_TAG:
+        return str(node.value)
+    # Checked before hashing: `? [a, b]` is a list, which no dict can hold.
+    key = loader.construct_object(node, deep=True)
+    if not isinstance(key, str):
+        raise _Refused(
+            None,
+            None,
+            f'a key must be a string, not {_what(key)} (quote it: `"1": ...`, `"yes": ...`)',
+            node.start_mark,
+        )
+    return key
+
+
+def _merged(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
+    """The keys a `<<` brings in: from one mapping, or from a list of them (earlier wins)."""
+    sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    out: dict[str, Any] = {}
+    for source in sources:
+        if not isinstance(source, yaml.MappingNode):
+            raise _Refused(
+                None,
+                None,
+                "`<<` merges mappings: write `<<: *anchor` or `<<: [*one, *two]`",
+                source.start_mark,
             )
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
+        for key, value in loader.construct_object(source, deep=True).items():
+            out.setdefault(key, value)
+    return out
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[str, Any]:
+    # Duplicates are looked for among the keys written here, before merging: a key that
+    # overrides a merged one is what `<<` is for.
+    written: dict[str, Any] = {}
+    merged: dict[str, Any] | None = None
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG and merged is None:
+            merged = _merged(loader, value_node)
+            continue
+        key = "<<" if key_node.tag == _MERGE_TAG else _key(loader, key_node)
+        if key in written or (key == "<<" and merged is not None):
+            raise _Refused(
+                None,
+                None,
+                f"duplicate key {key!r}: a key may appear once in a mapping (to change a "
+                "value merged in with `<<`, write the key once next to the `<<`)",
+                key_node.start_mark,
+            )
+        written[key] = loader.construct_object(value_node, deep=True)
+    return {**(merged or {}), **written}
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_Loader.add_constructor(None, _undefined)  # any other tag: !!python/object, !custom, ...
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Spec:
@@ -146,15 +220,27 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         if mark is not None:
             where = f"line {mark.line + 1}, column {mark.column + 1}: "
         problem = getattr(e, "problem", None) or str(e)
-        raise SpecError(source, [Problem("", f"{where}not valid YAML: {problem}")]) from None
+        if problem.startswith("found unconstructable recursive"):  # PyYAML's wording
+            problem = "an alias (*name) is used inside the value it names: it would never end"
+        elif not isinstance(e, _Refused):
+            problem = f"not valid YAML: {problem}"
+        raise SpecError(source, [Problem("", where + problem)]) from None
+    except RecursionError:  # the YAML composer recurses once per level of nesting
+        problem = f"nested too deeply (a declaration is at most {_MAX_DEPTH} levels deep)"
+        raise SpecError(source, [Problem("", problem)]) from None
     return parse(data, source=source, env=env)
 
 
 def parse(
     data: Any, *, source: str = "<declaration>", env: Mapping[str, str] | None = None
 ) -> Spec:
-    """Validate a declaration already read into Python values (as `yaml.safe_load` gives)."""
+    """Validate a declaration already read into Python values (as `yaml.safe_load` gives);
+    `${VAR}` references are read from `env` (default: the process environment)."""
     checker = _Checker(os.environ if env is None else env)
+    try:
+        data = checker.resolve(data)
+    except _TooLarge as e:
+        raise SpecError(source, [Problem("", str(e))]) from None
     declared = checker.spec(data)
     owner = checker.owner(data)
     if checker.problems:
@@ -171,6 +257,15 @@ _ATTACHMENT_KEYS = ("account", "role")
 _GRANT_KEYS = ("account", "resource", "start_from", "valid_until")
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _stated(entry: dict[str, Any], *keys: str) -> tuple[str, ...]:
+    """The `keys` the entry writes: only those are compared and written on update."""
+    return tuple(k for k in keys if k in entry)
+
+
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -181,9 +276,75 @@ class _Checker:
         self.env = env
         self.problems: list[Problem] = []
         self.keys: dict[str, dict[str, str]] = {}  # kind name -> casefolded key -> path
+        self.from_env: set[str] = set()  # paths of values that took a ${VAR}
+        self.unset: set[str] = set()  # paths of values whose ${VAR} failed
+        self.values = 0
 
     def fail(self, path: str, message: str) -> None:
+        if path in self.unset:
+            return  # already reported: its ${VAR}; what else fails there follows from it
         self.problems.append(Problem(path, message))
+
+    # -- ${VAR} -------------------------------------------------------------------------------
+
+    def resolve(self, data: Any, path: str = "", depth: int = 0, names: bool = False) -> Any:
+        """A copy of `data` with `${VAR}` expanded in every string, and in tag names (`names`).
+        A copy, so that objects shared through YAML aliases are not shared by declarations;
+        bounded, so that aliases of aliases ("billion laughs") or a list holding itself
+        cannot make it endless."""
+        self.values += 1
+        if self.values > _MAX_VALUES:
+            raise _TooLarge(
+                f"the declaration holds more than {_MAX_VALUES:,} values once its aliases "
+                "(*name) are expanded: write the file without aliases of aliases, or split it"
+            )
+        if depth > _MAX_DEPTH:
+            self.fail(path, f"is nested more than {_MAX_DEPTH} levels deep (an alias in itself?)")
+            return None
+        if isinstance(data, str):
+            return self.expand(path, data)
+        if isinstance(data, list):
+            return [self.resolve(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(data)]
+        if not isinstance(data, dict):
+            return data
+        out: dict[Any, Any] = {}
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if names and isinstance(key, str):
+                key = self.expand(where, key)
+                if where in self.unset:
+                    continue  # reported; an empty tag name would be reported again
+                if key in out:
+                    self.fail(where, "names the same tag as another once ${VAR} is expanded")
+            out[key] = self.resolve(value, where, depth + 1, names=key == "tags")
+        return out
+
+    def expand(self, path: str, value: str) -> str:
+        """`value` with `${VAR}` replaced from the environment (`$${` is a literal `${`)."""
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name = m.group(1)
+            if name is None or not _ENV_NAME.fullmatch(name):
+                # The text is not shown: it may be a secret written wrongly.
+                message = (
+                    "holds a `${` that is not a variable reference (write ${NAME} with "
+                    "letters, digits and _, or $${ for a literal ${)"
+                )
+            elif name not in self.env:
+                message = (
+                    f"${{{name}}} is not set (export {name} before running, or write the "
+                    "value in the file)"
+                )
+            else:
+                self.from_env.add(path)
+                return self.env[name]
+            self.problems.append(Problem(path, message))  # every one, even on one path
+            self.unset.add(path)
+            return ""
+
+        return _ENV.sub(sub, value)
 
     def spec(self, data: Any) -> tuple[Declared, ...]:
         if data is None:
@@ -278,10 +439,18 @@ class _Checker:
             return MARK_VALUE
         return owner
 
-    def tags(self, path: str, entry: dict[str, Any]) -> dict[str, str]:
-        value = entry.get("tags")
-        if value is None:
-            return {}
+    def tags(self, path: str, entry: dict[str, Any]) -> dict[str, str] | None:
+        """The tags the entry states; None when it leaves `tags` out (they are kept)."""
+        if "tags" not in entry:
+            return None
+        value = entry["tags"]
+        if value is None:  # `tags:` and nothing: clearing them should be written out
+            self.fail(
+                f"{path}.tags",
+                "is empty: write `tags: {}` to remove every tag, or leave the line out "
+                "to keep the tags the object has",
+            )
+            return None
         if not isinstance(value, dict):
             self.fail(f"{path}.tags", "must be a mapping of tag names to values (`team: data`)")
             return {}
@@ -313,34 +482,6 @@ class _Checker:
         else:
             seen[ident] = path
 
-    def expand(self, path: str, value: str) -> tuple[str, bool]:
-        """`value` with `${VAR}` replaced from the environment; whether it used any."""
-        used = False
-
-        def sub(m: re.Match[str]) -> str:
-            nonlocal used
-            if m.group(0) == "$${":
-                return "${"
-            name = m.group(1)
-            if not _ENV_NAME.fullmatch(name):
-                self.fail(  # the text is not shown: it may be a secret written wrongly
-                    path,
-                    "holds a `${...}` that is not a variable reference (write ${NAME} with "
-                    "letters, digits and _, or $${ for a literal ${)",
-                )
-                return ""
-            if name not in self.env:
-                self.fail(
-                    path,
-                    f"environment variable {name} is not set (export it before "
-                    "running, or write the value in the file)",
-                )
-                return ""
-            used = True
-            return self.env[name]
-
-        return _ENV.sub(sub, value), used
-
     # -- sections -----------------------------------------------------------------------------
 
     def user(self, path: str, entry: dict[str, Any]) -> Declared | None:
@@ -355,13 +496,16 @@ class _Checker:
         if not email:
             return None
         self.unique(USER, path, email)
-        fields = ["email", "first_name", "last_name", "tags"]
-        model = _models.User(email=email, first_name=first, last_name=last, tags=tags)
+        fields = ["email", "first_name", "last_name"]  # required: always stated
+        model = _models.User(email=email, first_name=first, last_name=last, tags=tags or {})
+        if tags is not None:
+            fields.append("tags")
         if "suspended" in entry:
             fields.append("suspended")
             model.suspended = suspended
             model.permission_level = "suspended" if suspended else ""
-        return Declared(USER, email, path, model, tuple(fields))
+        secrets = {f for f in ("first_name", "last_name") if f"{path}.{f}" in self.from_env}
+        return Declared(USER, email, path, model, tuple(fields), frozenset(secrets))
 
     def service(self, path: str, entry: dict[str, Any]) -> Declared | None:
         self.unknown(path, entry, _SERVICE_KEYS)
@@ -373,37 +517,45 @@ class _Checker:
         if name.casefold() in self.keys.get(USER.name, {}):
             self.fail(f"{path}.name", "is also a user's email: links could not tell them apart")
         self.unique(SERVICE, path, name)
-        fields = ("name", "tags", "suspended") if "suspended" in entry else ("name", "tags")
-        model = _models.Service(name=name, suspended=suspended, tags=tags)
+        fields = ("name", *_stated(entry, "tags", "suspended"))
+        model = _models.Service(name=name, suspended=suspended, tags=tags or {})
         return Declared(SERVICE, name, path, model, fields)
 
     def role(self, path: str, entry: dict[str, Any]) -> Declared | None:
         self.unknown(path, entry, _ROLE_KEYS)
         name = self.text(path, entry, "name")
-        rules = entry.get("access_rules", [])
-        if rules is None:
-            rules = []
-        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-            self.fail(
-                f"{path}.access_rules",
-                "must be a list of mappings, e.g. `- {tags: {env: prod}}` or `- {type: postgres}`",
-            )
-            rules = []
-        try:
-            json.dumps(rules)
-        except (TypeError, ValueError):
-            self.fail(
-                f"{path}.access_rules",
-                "may hold only strings, numbers, booleans, lists "
-                "and mappings (quote dates and times)",
-            )
-            rules = []
+        rules = self.rules(f"{path}.access_rules", entry.get("access_rules", []))
         tags = self.tags(path, entry)
         if not name:
             return None
         self.unique(ROLE, path, name)
-        model = _models.Role(name=name, access_rules=rules, tags=tags)
-        return Declared(ROLE, name, path, model, ("name", "access_rules", "tags"))
+        model = _models.Role(name=name, access_rules=rules, tags=tags or {})
+        return Declared(ROLE, name, path, model, ("name", *_stated(entry, "access_rules", "tags")))
+
+    def rules(self, path: str, rules: Any) -> list[Any]:
+        if rules is None:  # `access_rules:` and nothing: cutting everyone off is written out
+            self.fail(
+                path,
+                "is empty: write `access_rules: []` to remove every rule, or leave the line "
+                "out to keep the rules the role has",
+            )
+            return []
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            self.fail(
+                path,
+                "must be a list of mappings, e.g. `- {tags: {env: prod}}` or `- {type: postgres}`",
+            )
+            return []
+        try:
+            json.dumps(rules)
+        except (TypeError, ValueError):
+            self.fail(
+                path,
+                "may hold only strings, numbers, booleans, lists "
+                "and mappings (quote dates and times)",
+            )
+            return []
+        return rules
 
     def resource(self, path: str, entry: dict[str, Any]) -> Declared | None:
         return self.typed(RESOURCE, RESOURCE_TYPES, path, entry)
@@ -440,8 +592,7 @@ class _Checker:
             want = allowed[key]
             where = f"{path}.{key}"
             if want is str and isinstance(value, str):
-                value, from_env = self.expand(where, value)
-                if from_env:
+                if where in self.from_env:
                     secrets.add(key)
             elif want is int and (isinstance(value, bool) or not isinstance(value, int)):
                 self.fail(where, "must be a whole number")
@@ -463,8 +614,8 @@ class _Checker:
         if not name:
             return None
         self.unique(kind, path, name)
-        model = cls(name=name, tags=tags, **values)
-        fields = ("name", "tags", *sorted(values))
+        model = cls(name=name, tags=tags or {}, **values)
+        fields = ("name", *_stated(entry, "tags"), *sorted(values))
         return Declared(kind, name, path, model, fields, frozenset(secrets))
 
     def account_ref(self, path: str, name: str) -> tuple[str, str] | None:
@@ -529,16 +680,18 @@ class _Checker:
     def moment(self, path: str, entry: dict[str, Any], key: str) -> datetime.datetime | None:
         """A point in time; without a zone it is taken as UTC (not local time: the same file
         must mean the same thing on every machine)."""
-        value = entry.get(key)
-        if value is None:
+        if key not in entry:
             return None
+        value = entry[key]
         if isinstance(value, str):
             try:
                 value = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
             except ValueError:
                 value = None
         if not isinstance(value, datetime.datetime):
-            self.fail(f"{path}.{key}", "must be a date and time, e.g. 2030-01-31T18:00:00Z")
+            self.fail(
+                f"{path}.{key}", "must be a date and time, e.g. 2030-01-31T18:00:00Z, or left out"
+            )
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.timezone.utc)
