@@ -414,8 +414,9 @@ async def test_a_declared_unmarked_object_is_adopted(
     )
     data = {"users": [{"email": "old@example.com", "first_name": "Old", "last_name": "Timer"}]}
     plan = await provision.plan(client, spec_of(data))
-    # `tags` is not declared: only the email is compared; adopting adds the mark.
-    assert [(c.action, c.fields) for c in plan.changes] == [("adopt", ("email",))]
+    # `tags` is not declared: the email is compared, and the plan shows the tags changing
+    # only by the mark that adopting adds.
+    assert [(c.action, c.fields) for c in plan.changes] == [("adopt", ("email", "tags"))]
     assert (await provision.apply(client, spec_of(data), plan=plan)).count("adopt") == 1
     user = await first(client.accounts.list(""))
     assert user.email == "old@example.com" and user.tags == {"managed-by": "sdm-async"}
@@ -634,3 +635,27 @@ async def test_cli_plan_apply_and_errors(
     monkeypatch.delenv("SDM_API_SECRET_KEY")
     code, _, err = await run("plan", str(example), "--insecure")
     assert code == 2 and "SDM_API_SECRET_KEY" in err
+
+
+async def test_a_value_from_the_environment_is_compared_like_any_other(
+    client: sdm_async.Client,
+) -> None:
+    # Only credentials go unreturned by the API; a non-credential field taken from the
+    # environment is returned, so an empty one on the server is written, not skipped.
+    await client.resources.create(
+        sdm_async.Redis(name="cache", hostname="h", port=6379, tags={"managed-by": "sdm-async"})
+    )
+    data = {
+        "resources": [
+            {"name": "cache", "type": "redis", "hostname": "h", "port": 6379,
+             "egress_filter": "${FILTER}"}
+        ]
+    }  # fmt: skip
+    spec = provision.parse(data, env={"FILTER": "tags:env=prod"})
+    plan = await provision.plan(client, spec)
+    assert [(c.action, c.fields) for c in plan.changes] == [("update", ("egress_filter",))]
+    assert "tags:env=prod" not in plan.changes[0].detail()  # still never shown
+    await provision.apply(client, spec, plan=plan)
+    resource = await first(client.resources.list("name:cache"))
+    assert resource.egress_filter == "tags:env=prod"
+    assert (await provision.plan(client, spec)).empty

@@ -328,7 +328,13 @@ def wanted_tags(d: Declared, cur: Any = None) -> dict[str, str]:
 
 
 def is_secret(d: Declared, f: str) -> bool:
-    return f in d.secrets or f in type(d.model)._secrets
+    """Never shown: a credential, or a value taken from the environment."""
+    return f in d.secrets or is_credential(d, f)
+
+
+def is_credential(d: Declared, f: str) -> bool:
+    """A credential field: the API never returns it, so it cannot be compared."""
+    return f in type(d.model)._secrets
 
 
 def _written(d: Declared) -> tuple[str, ...]:
@@ -344,12 +350,13 @@ def _written(d: Declared) -> tuple[str, ...]:
 
 def differing(d: Declared, cur: Any, rewrite_secrets: bool = False) -> tuple[str, ...]:
     """The attributes apply would change in `cur`. A credential the API did not return
-    cannot be compared: it differs only if `rewrite_secrets`."""
+    cannot be compared: it differs only if `rewrite_secrets`. (A value from the environment
+    in any other field is compared as usual: the API returns it.)"""
     want = desired(d, cur)
     out = []
     for f in _written(d):
         new, have = getattr(want, f), getattr(cur, f)
-        if is_secret(d, f) and not have:
+        if is_credential(d, f) and not have:
             same = not rewrite_secrets or not new
         elif isinstance(new, datetime.datetime):
             same = _same_moment(new, have)
