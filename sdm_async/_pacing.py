@@ -109,11 +109,14 @@ class Bucket:
         early = self.reset_at - self.hi  # our time of the last send known inside the window
         if self.lo > -INF:
             return (early + self.reset_at - self.lo) / 2  # bisect the interval left
-        # Gaps double from the window's first answer (a refusal moves `early` to its send),
-        # from a sixteenth of the window as our clock sees it: a few probes before our own
-        # clock's reset, which is one of them as it is the likeliest.
-        at = early + max(MIN_GAP, early - self.seen, (self.reset_at - self.seen) / 16)
-        return min(at, self.reset_at) if early < self.reset_at else at
+        # Gaps double (a refusal moves `early` to its send) from a sixteenth of the window
+        # as our clock sees it: a few probes before our own clock's reset, which is one of
+        # them as it is the likeliest, then doubling again from there.
+        reset, seen = self.reset_at, self.seen
+        gap = max(MIN_GAP, (reset - seen) / 16)
+        if early < reset:
+            return min(reset, early + max(gap, early - seen))
+        return early + max(gap, early - max(seen, reset))
 
     def available(self, now: float) -> int:
         left = self.remaining - self.in_flight
