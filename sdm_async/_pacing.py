@@ -376,9 +376,9 @@ class Pacer:
             if b.queue:
                 self._pump(b)
 
-    def observe(self, method: str, rate_limit: Any, sent: float, refused: bool = False) -> None:
+    def observe(self, method: str, rate_limit: Any, started: float, refused: bool = False) -> None:
         """Take the server's word from a response's rate-limit metadata, or a refusal's
-        (`refused`); `sent` is the wall time at which the call was sent."""
+        (`refused`); `started` is the `time.perf_counter()` at which the call was sent."""
         limit = rate_limit.limit
         ts = rate_limit.reset_at
         if ts is None:
@@ -402,8 +402,10 @@ class Pacer:
         b.limit = limit
         self._last = b
         now = time.time()
-        if now - sent < b.rtt:
-            b.rtt = now - sent
+        rtt = time.perf_counter() - started
+        sent = now - rtt  # on the wall clock, which the bounds compare with reset_at
+        if rtt < b.rtt:
+            b.rtt = rtt
         if reset > b.reset_at + SAME_WINDOW:  # a newer window
             if b.reset_at and (not b.window or reset - b.reset_at < b.window):
                 b.window = reset - b.reset_at  # windows are fixed: the shortest step is one

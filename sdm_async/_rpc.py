@@ -268,11 +268,9 @@ class Transport:
                 if pacer is not None:
                     if error is None:
                         if method.rate_limited:
-                            sent = time.time() - (time.perf_counter() - started)
-                            pacer.observe(name, response.rate_limit, sent)
+                            pacer.observe(name, response.rate_limit, started)
                     elif isinstance(error, errors.RateLimitError) and error.rate_limit:
-                        sent = time.time() - (time.perf_counter() - started)
-                        pacer.observe(name, error.rate_limit, sent, refused=True)
+                        pacer.observe(name, error.rate_limit, started, refused=True)
             finally:
                 if token is not None:
                     assert pacer is not None
