@@ -149,3 +149,24 @@ async def test_a_refused_retry_is_timed_by_the_pacer_not_by_our_clock(
             await client.accounts.create(user)
     assert limiter.refused <= LEARNING, limiter.refused
     assert max(a.attempt for a in attempts) <= LEARNING
+
+
+async def test_pacing_relearns_when_the_servers_clock_steps(scripted: Scripted) -> None:
+    # After 40 calls the server's clock jumps 2.3 s ahead: what the pacer learnt no longer
+    # holds (the answers contradict it), so it learns again instead of trusting it.
+    limiter = FixedWindow(limit=LIMIT, window=WINDOW)
+    served = limiter.handler()
+
+    async def handler(body: bytes, context: Any) -> bytes:
+        if len(limiter.served) == 40:
+            limiter.offset = 2.3
+        return await served(body, context)
+
+    scripted.handlers["Accounts.Create"] = handler
+    async with scripted.client(retry=FAST) as client:
+        await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.02)
+        outcomes = await client.bulk(client.accounts.create, _users(100), concurrency=16)
+        bucket = client._transport.pacer.bucket("test")
+    assert [o.error for o in outcomes if o.error] == []
+    assert limiter.refused <= 2 * LEARNING, limiter.refused
+    assert bucket is not None and bucket.lo <= 2.3 < bucket.hi, bucket
