@@ -7,16 +7,29 @@ one unit of it:
 - A unit is free while `remaining - in_flight > 0`. Counting every call in flight against
   the newest `remaining` is conservative (some of them were already counted by the server),
   so a job spends the whole budget and is never refused by its own overlap.
-- When nothing is free, calls queue (FIFO) until answers free a unit or the window resets
-  (`reset_at`). While calls queue they are released one per `window / limit` seconds, so a
-  held job restarts spread over the window at exactly the allowed rate, not as a burst.
+- When nothing is free, calls queue (FIFO) until answers free a unit or the window resets.
+  While calls queue they are released one per `window / limit` seconds, so a held job
+  restarts spread over the window at exactly the allowed rate, not as a burst.
+- `reset_at` is on the server's clock, which may be seconds ahead of ours or behind it, so
+  the pacer never compares it with our clock directly. Per bucket it learns bounds on the
+  offset (server clock - ours) from what the answers imply: a call answered from the window
+  ending at R was handled before R, so offset < R - sent; and after the previous window
+  ended, so offset >= R - window - received (`window`: the shortest step seen between two
+  `reset_at`). Held calls go when the window has reset by those bounds. While the bounds are
+  wider than a release spacing (a new bucket, or a clock that jumped), one call at a time
+  probes before the release: a probe refused raises the earliest possible reset, one
+  answered from the next window proves the reset and narrows the bounds. Probes start with
+  doubling gaps (bisection once both bounds are known), so learning a bucket costs a few
+  refused probes, once; in steady state the calls spread over each window keep the bounds
+  narrow and none is refused.
 - A method's bucket is learnt from its first answer. Until then one call probes and the
   others are paced against the bucket answered last (methods often share one; a wrong
   guess costs one round trip), or, on a client that knows no budget yet, wait for the
-  probe's answer `PROBE_WAIT` at most: a slow first call does not hold a job back, and a
-  job with more workers than budget does not open with a burst of refusals.
+  probe's answer; either at most `PROBE_WAIT` and half of their time left, then they go: a
+  slow first call does not hold a job back, and no call times out for a budget that its own
+  method never reported.
 
-The hot path (`take`, `observe`, `release`) is a dict look-up and a few integer operations;
+The hot path (`take`, `observe`, `release`) is a dict look-up and a few float operations;
 only a call that has to wait creates a future.
 """
 
@@ -26,6 +39,7 @@ import asyncio
 import collections
 import datetime
 import logging
+import math
 import sys
 import time
 from typing import Any
@@ -36,22 +50,25 @@ log = logging.getLogger("sdm_async")
 
 PROBE_WAIT = 0.25  # seconds a call waits for a probe's answer before going anyway
 SAME_WINDOW = 0.001  # reset_at values closer than this are one window (pb vs datetime rounding)
-MAX_SKEW = 5.0  # seconds of clock difference with the server the pacer will learn
+MIN_GAP = 0.01  # seconds: the shortest gap between probes, and the coarsest trusted model
+INF = math.inf
 
 
 class Bucket:
     """What the pacer knows of one server-side budget."""
 
     __slots__ = (
-        "behind",
+        "hi",
         "in_flight",
         "limit",
+        "lo",
         "name",
         "next_release",
         "queue",
         "remaining",
         "reset_at",
-        "skew",
+        "rtt",
+        "seen",
         "timer",
         "timer_at",
         "window",
@@ -61,10 +78,12 @@ class Bucket:
         self.name = name
         self.limit = 0
         self.remaining = remaining  # per the newest answer in the current window
-        self.reset_at = 0.0  # wall-clock seconds at which the server's window resets
-        self.window = 0.0  # the window's length, estimated from below
-        self.skew = 0.0  # how far the server's clock is seen behind ours, seconds
-        self.behind = False  # refused after our clock's reset: the server has not reset yet
+        self.reset_at = 0.0  # when the current window ends, on the server's clock
+        self.window = 0.0  # the window's length from above: the shortest reset_at step seen
+        self.lo = -INF  # the server's clock minus ours is in [lo, hi)
+        self.hi = INF
+        self.rtt = INF  # the quickest answer seen: how tight the bounds can get
+        self.seen = 0.0  # our time of the first answer from the current window
         self.in_flight = 0  # calls sent against this bucket and not yet answered
         self.queue: collections.deque[asyncio.Future[None]] = collections.deque()
         self.next_release = 0.0  # wall time before which no queued call may go
@@ -74,14 +93,49 @@ class Bucket:
     def __repr__(self) -> str:
         return (
             f"<Bucket {self.name!r} limit={self.limit} remaining={self.remaining} "
-            f"in_flight={self.in_flight} queued={len(self.queue)} window={self.window:.3g}s>"
+            f"in_flight={self.in_flight} queued={len(self.queue)} window={self.window:.3g}s "
+            f"offset=[{self.lo:.3g}, {self.hi:.3g})s>"
         )
 
+    def opens(self) -> float:
+        """Our time at which the current window has surely reset (or, where the bounds allow
+        it, reset by our own clock); INF while the bounds are too wide to say: probe."""
+        lo, hi = self.lo, self.hi
+        spacing = self.window / self.limit if self.limit else 0.0
+        if hi - lo > max(spacing, 2 * self.rtt, MIN_GAP):
+            return INF
+        return self.reset_at - (lo if hi <= 0 else max(lo, 0.0))
+
+    def probe_at(self) -> float:
+        """When the next probe may go, while `opens()` cannot say."""
+        early = self.reset_at - self.hi  # our time of the last send known inside the window
+        if self.lo > -INF:
+            return (early + self.reset_at - self.lo) / 2  # bisect the interval left
+        # Gaps double (a refusal moves `early` to its send) from a sixteenth of the window
+        # as our clock sees it: a few probes before our own clock's reset, which is one of
+        # them as it is the likeliest, then doubling again from there.
+        reset, seen = self.reset_at, self.seen
+        gap = max(MIN_GAP, (reset - seen) / 16)
+        if early < reset:
+            return min(reset, early + max(gap, early - seen))
+        return early + max(gap, early - max(seen, reset))
+
     def available(self, now: float) -> int:
-        if now >= self.reset_at + self.skew:  # the window has reset: a full budget
-            # ...unless the server said otherwise: then one call at a time finds out when.
-            return (1 if self.behind else self.limit) - self.in_flight
-        return self.remaining - self.in_flight
+        left = self.remaining - self.in_flight
+        if left > 0 or now < self.reset_at - self.hi:  # budget left, or surely not reset
+            return left
+        if now >= self.opens():  # the window has reset: a full budget
+            return self.limit - self.in_flight
+        # Not sure: one probe at a time (after the old window's answers), at its time.
+        return 1 if not self.in_flight and now >= self.probe_at() else 0
+
+    def wake_at(self, now: float) -> float | None:
+        """When the clock alone may free a unit that `available(now)` did not; None when only
+        an answer can."""
+        opens = self.opens()
+        if opens < INF:
+            return opens if now < opens else None  # else: the new window's units are all out
+        return None if self.in_flight else self.probe_at()
 
 
 # Methods whose answers carry no budget: always free, never queued.
@@ -150,9 +204,14 @@ class Pacer:
         return None
 
     async def wait(self, method: str, deadline: float | None) -> Token | None:
-        """Wait for a unit; None if the loop-time `deadline` comes first."""
+        """Wait for a unit; None if the loop-time `deadline` comes first. Only a bucket that
+        answers of `method` itself named can hold a call until its deadline: while the
+        method's bucket is unknown, a call waits for the probe's answer (paced against the
+        guessed bucket, if any) `PROBE_WAIT` and half its time left at most, then goes."""
         loop = asyncio.get_running_loop()
-        probe_until = loop.time() + PROBE_WAIT
+        now = loop.time()
+        patience = PROBE_WAIT if deadline is None else min(PROBE_WAIT, (deadline - now) / 2)
+        until = now + patience
         self.held += 1
         while True:
             token = self.take(method)
@@ -161,25 +220,18 @@ class Pacer:
             b = self._by_method.get(method)
             if b is not None:
                 return b if await self._queue(b, deadline, loop) else None
-            probe = self._unknown[method].probe
+            unknown = self._unknown[method]
+            probe = unknown.probe
             assert probe is not None
-            guess = self._last
-            if guess is not None:
-                granted = await self._queue(guess, deadline, loop, probe)
-                if granted is None:
-                    continue  # the probe answered first: look again
-                return guess if granted else None
-            # No budget known at all: wait for the probe's answer, but not for long (a slow
-            # first call must not hold a whole job back).
-            until = probe_until if deadline is None else min(probe_until, deadline)
-            now = loop.time()
-            if now >= until:
-                if deadline is not None and now >= deadline:
-                    return None
-                unknown = self._unknown[method]
+            if loop.time() >= until:  # no budget of this method's is known to be spent: go
                 unknown.in_flight += 1
                 return unknown
-            await asyncio.wait((probe,), timeout=until - now)
+            guess = self._last
+            if guess is not None:
+                if await self._queue(guess, until, loop, probe):
+                    return guess
+                continue  # the probe answered, or patience ran out: look again
+            await asyncio.wait((probe,), timeout=until - loop.time())
 
     async def _queue(
         self,
@@ -261,12 +313,11 @@ class Pacer:
                 self._wake(b, b.next_release)
                 return
             if b.available(now) <= 0:
-                opens = b.reset_at + b.skew
-                if now < opens:
-                    # Spent for this window: look again at the reset (or sooner, if an
-                    # answer frees a unit), and spread from there.
-                    self._wake(b, opens)
-                # Else every unit of the fresh window is in flight: a release pumps.
+                # Spent for this window: look again at the reset or the next probe (or
+                # sooner, if an answer frees a unit); else only an answer can free a unit.
+                at = b.wake_at(now)
+                if at is not None:
+                    self._wake(b, at)
                 return
             b.in_flight += 1
             queue.popleft().set_result(None)
@@ -274,7 +325,7 @@ class Pacer:
             # One release per spacing. After a late timer catch up by a few at most, and
             # never with slots from before a reset (that would be the burst we avoid).
             floor = now - 4 * spacing
-            opened = b.reset_at + b.skew
+            opened = b.opens()
             if opened <= now and opened > floor:
                 floor = opened
             b.next_release = max(b.next_release, floor) + spacing
@@ -294,6 +345,18 @@ class Pacer:
     def _on_timer(self, b: Bucket) -> None:
         b.timer = None
         self._pump(b)
+
+    def retry_in(self, method: str) -> float:
+        """Seconds until the clock alone may free a unit of `method`'s bucket (0: now, or as
+        soon as an answer frees one): how long a refused call will be held at least."""
+        b = self._by_method.get(method)
+        if b is None:
+            return 0.0
+        now = time.time()
+        if b.available(now) > 0:
+            return 0.0
+        at = b.wake_at(now)
+        return 0.0 if at is None else max(0.0, at - now)
 
     # -- after a call ---------------------------------------------------------------------
 
@@ -315,9 +378,9 @@ class Pacer:
             if b.queue:
                 self._pump(b)
 
-    def observe(self, method: str, rate_limit: Any, refused_sent: float | None = None) -> None:
+    def observe(self, method: str, rate_limit: Any, started: float, refused: bool = False) -> None:
         """Take the server's word from a response's rate-limit metadata, or a refusal's
-        (`refused_sent`: the wall time at which the refused call was sent)."""
+        (`refused`); `started` is the `time.perf_counter()` at which the call was sent."""
         limit = rate_limit.limit
         ts = rate_limit.reset_at
         if ts is None:
@@ -340,28 +403,35 @@ class Pacer:
             b = self._link(method, found)
         b.limit = limit
         self._last = b
+        now = time.time()
+        rtt = time.perf_counter() - started
+        sent = now - rtt  # on the wall clock, which the bounds compare with reset_at
+        if rtt < b.rtt:
+            b.rtt = rtt
         if reset > b.reset_at + SAME_WINDOW:  # a newer window
-            b.behind = False
-            now = time.time()
-            if reset - now > b.window:
-                b.window = reset - now  # answered right after a reset: about one window
+            if b.reset_at and (not b.window or reset - b.reset_at < b.window):
+                b.window = reset - b.reset_at  # windows are fixed: the shortest step is one
             b.reset_at = reset
-            b.remaining = rate_limit.remaining
+            b.remaining = 0 if refused else rate_limit.remaining
+            b.seen = now
         elif reset > b.reset_at - SAME_WINDOW:  # the same window: the lowest word is newest
-            if rate_limit.remaining < b.remaining:
-                b.remaining = rate_limit.remaining
-        # else: an answer from a window already past; it says nothing about this one
-        if refused_sent is not None:
-            if refused_sent >= reset + b.skew and reset > b.reset_at - SAME_WINDOW:
-                # Sent after the reset by our clock (skew included), yet refused by that
-                # window: the server's clock is further behind ours than we thought. Grow
-                # the estimate (doubling: few refusals to learn it) and, until an answer
-                # shows the new window, send one call at a time. The send time, not the
-                # answer's, bounds it: a busy loop may read the answer much later.
-                b.skew = min(MAX_SKEW, max(refused_sent - reset + 0.01, 2 * b.skew))
-                b.behind = True
-            if reset > b.reset_at - SAME_WINDOW:
+            if refused:
                 b.remaining = 0
+            elif rate_limit.remaining < b.remaining:
+                b.remaining = rate_limit.remaining
+        # else: an answer from a window already past; only its bounds below still count.
+        # The server handled the call after it was sent and before its window ended...
+        if reset - sent < b.hi:
+            b.hi = reset - sent
+            if b.hi <= b.lo:  # contradicts older evidence (a clock stepped): learn again
+                b.lo = -INF
+        # ...and after the window began, by the time the answer came back.
+        if b.window:
+            lo = reset - b.window - now
+            if lo > b.lo:
+                b.lo = lo
+                if lo >= b.hi:
+                    b.hi = INF
         if b.queue:
             self._pump(b)
 

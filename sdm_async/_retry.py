@@ -2,8 +2,10 @@
 
 The schedule is the official SDK's (base 1 s, factor 1.6, cap 120 s, jitter +-20 %, INTERNAL
 and UNAVAILABLE up to 3 retries, rate limits retried when enabled) with two changes: a
-rate-limited call waits for the server's `reset_at` instead of guessing, and no wait may end
-past the call's deadline (the error is raised at once instead).
+rate-limited call waits for its window to reset instead of guessing (timed by the pacer, or,
+with pacing off, by the server's `reset_at` capped by the backoff step, since that is on the
+server's clock), and no wait may end past the call's deadline (the error is raised at once
+instead).
 """
 
 from __future__ import annotations
@@ -74,21 +76,32 @@ class RetryPolicy:
         wall_now: datetime.datetime,
         deadline: float | None,
         rand: Callable[[], float] = random.random,
+        paced: float | None = None,
         *,
         creates: bool = False,
     ) -> float | None:
         """Seconds to wait before retry number `retry` (1-based) of a call that failed with
         `error`, or None to give up. `now`/`deadline` are monotonic seconds; `wall_now` is
-        compared with the server's `reset_at`; `creates`: the call makes an object."""
+        compared with the server's `reset_at`. `paced`, with pacing on: how long the pacer
+        will hold the retry at least (it times a refusal that says when its window resets,
+        as it knows the server's clock and we do not). `creates`: the call makes an object.
+        """
         if isinstance(error, errors.RateLimitError):
             if not self.retry_rate_limit_errors or retry > self.max_rate_limit_retries:
                 return None
             wait = self.backoff(retry, rand)
-            reset_at = error.rate_limit.reset_at if error.rate_limit is not None else None
-            if reset_at is not None:
-                # The server said when the window reopens; a little jitter spreads the herd.
+            rate_limit = error.rate_limit
+            reset_at = rate_limit.reset_at if rate_limit is not None else None
+            if paced is not None and rate_limit is not None and rate_limit.limit and reset_at:
+                wait = paced
+            elif reset_at is not None:
+                # `reset_at` is on the server's clock: ours may be seconds off either way.
+                # Wait for it by our clock, but no longer than the backoff step (a server
+                # ahead costs one more attempt, not its lead), and the step alone when it
+                # is already past (a server behind: no spinning); jitter spreads the herd.
                 until_reset = (reset_at - wall_now).total_seconds()
-                wait = max(0.0, until_reset) + self.base_delay * self.jitter * rand()
+                if 0 < until_reset < wait:
+                    wait = until_reset + self.base_delay * self.jitter * rand()
         elif isinstance(error, errors.InternalError | errors.UnavailableError):
             if retry > self.max_retries or tls_refused(error):
                 return None

@@ -385,10 +385,9 @@ class Transport:
                 if pacer is not None:
                     if error is None:
                         if method.rate_limited:
-                            pacer.observe(name, response.rate_limit)
+                            pacer.observe(name, response.rate_limit, started)
                     elif isinstance(error, errors.RateLimitError) and error.rate_limit:
-                        sent = time.time() - (time.perf_counter() - started)
-                        pacer.observe(name, error.rate_limit, refused_sent=sent)
+                        pacer.observe(name, error.rate_limit, started, refused=True)
             finally:
                 if token is not None:
                     assert pacer is not None
@@ -404,6 +403,7 @@ class Transport:
                 loop.time(),
                 datetime.datetime.now(datetime.timezone.utc),
                 deadline,
+                paced=None if pacer is None else pacer.retry_in(name),
                 creates=_creates(name),
             )
             self._report(name, attempt, duration, error, wait)

@@ -28,6 +28,7 @@ from sdm_async._rpc import STREAMS_PER_CHANNEL
 from .conftest import Scripted, _Router, accounts_pages, rich_error
 
 FAST = RetryPolicy(base_delay=0.05, max_delay=0.2)
+LEARNING = 8  # refused probes while a bucket's reset is learnt, once per bucket (README)
 
 
 def _create_handler(delay: float = 0.0, fail_emails: tuple[str, ...] = ()) -> Any:
@@ -376,7 +377,8 @@ async def test_pacing_uses_the_whole_budget_spread_out_with_few_refusals(
     # 200 calls against 40 per 0.5 s: the job spans five windows or so.
     limiter, elapsed = await _pacing_job(scripted, pace=True)
     attempts = len(limiter.served) + limiter.refused
-    assert limiter.refused <= 0.02 * attempts, (limiter.refused, attempts)
+    # Plus the probes that learn, once, when the bucket's window resets by our clock.
+    assert limiter.refused <= 0.02 * attempts + LEARNING, (limiter.refused, attempts)
     full = limiter.full_windows()
     assert full, elapsed
     # Every window the job spanned from start to end was (nearly) used up. Generous
@@ -398,8 +400,8 @@ async def test_without_pacing_the_same_job_is_refused_often(scripted: Scripted) 
 
 
 async def test_pacing_learns_a_server_clock_behind_ours(scripted: Scripted) -> None:
-    # By our clock each window resets 60 ms early: the first calls sent then are refused,
-    # and from the send times of those refusals the pacer learns to wait longer. (Started
+    # By our clock each window resets 60 ms early: from the answers (and the refused
+    # probes) the pacer learns the server's clock is behind and waits longer. (Started
     # mid-window: a job that starts inside the 60 ms overlaps more at first.)
     limiter = FixedWindow(limit=40, window=0.5, offset=-0.06)
     scripted.handlers["Accounts.Create"] = limiter.handler()
@@ -408,7 +410,7 @@ async def test_pacing_learns_a_server_clock_behind_ours(scripted: Scripted) -> N
         outcomes = await client.bulk(client.accounts.create, _users(160), concurrency=32)
         bucket = client._transport.pacer.bucket("test")
     assert [o.error for o in outcomes if o.error] == []
-    assert bucket is not None and 0.05 < bucket.skew < 0.25, bucket.skew
+    assert bucket is not None and bucket.lo <= -0.06 < bucket.hi <= 0, bucket
     assert limiter.refused <= 0.1 * len(limiter.served), limiter.refused
 
 
@@ -441,14 +443,15 @@ async def test_a_job_on_a_new_client_opens_with_one_probe_not_a_burst(
     scripted: Scripted,
 ) -> None:
     # More workers than budget: had they all gone before the first answer, 64 - 10 would
-    # have been refused. The probe's answer tells the budget; the rest wait for the reset.
+    # have been refused. The probe's answer tells the budget; the rest wait for the reset,
+    # which a few refused probes learn (the server's clock may not be ours).
     limiter = FixedWindow(limit=10, window=0.5)
     scripted.handlers["Accounts.Create"] = limiter.handler()
     async with scripted.client(retry=FAST) as client:
         await asyncio.sleep(limiter.window - time.time() % limiter.window + 0.02)
         outcomes = await client.bulk(client.accounts.create, _users(25), concurrency=64)
     assert [o.error for o in outcomes if o.error] == []
-    assert limiter.refused == 0
+    assert limiter.refused <= LEARNING
 
 
 def _spent(seconds: float, bucket: str = "writes") -> Any:
@@ -507,7 +510,7 @@ async def test_a_new_method_is_paced_with_the_last_bucket_while_it_probes(
         await client.bulk(client.accounts.create, _users(10))
         outcomes = await client.bulk(client.accounts.get, [f"a-{i}" for i in range(10)])
     assert [o.error for o in outcomes if o.error] == []
-    assert limiter.refused <= 1  # the probe, at most
+    assert limiter.refused <= 1 + LEARNING  # the probe, and the reset's, at most
 
 
 async def test_a_wrong_guess_costs_one_round_trip(scripted: Scripted) -> None:
@@ -537,7 +540,7 @@ async def test_a_refused_call_waits_for_the_reset_and_teaches_the_pacer(
     async with scripted.client(retry=FAST) as client:
         outcomes = await client.bulk(client.accounts.create, _users(12), concurrency=6)
     assert [o.error for o in outcomes if o.error] == []
-    # Only the first wave, sent before any answer told the budget, was refused: the
-    # retries and the rest were paced into the next windows, 5 per window.
-    assert limiter.refused <= 6
+    # Only the first wave, sent before any answer told the budget, and the probes that
+    # learn the reset were refused: the rest were paced into the next windows, 5 per window.
+    assert limiter.refused <= 6 + LEARNING
     assert max(limiter.used.values()) <= 5

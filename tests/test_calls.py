@@ -112,11 +112,13 @@ async def test_retries_stop_after_three(scripted: Scripted) -> None:
 
 async def test_rate_limited_call_waits_for_reset_at_not_the_backoff(scripted: Scripted) -> None:
     # A backoff of 1.6 s would be the guess; the server says the window reopens in 0.3 s.
+    # (Unpaced: with pacing on, the pacer times the retry; see test_pacing_skew.py.)
     scripted.handlers["Accounts.Get"] = failing(
         grpc.StatusCode.RESOURCE_EXHAUSTED, then=_get_response(), details=[rate_limit_details(0.3)]
     )
     waits: list[float] = []
-    async with scripted.client(on_attempt=lambda a: waits.append(a.retry_in or 0)) as client:
+    on_attempt = lambda a: waits.append(a.retry_in or 0)  # noqa: E731
+    async with scripted.client(on_attempt=on_attempt, pace_rate_limits=False) as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await client.accounts.get("a-1")
