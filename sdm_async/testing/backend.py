@@ -113,6 +113,7 @@ class Backend:
                 self._unique[m.service] = {}
         for service, item_name in STORED.items():  # listed by the API, made by tests
             self.tables[service] = Table(service, schema.message_class(item_name))
+            self._unique[service] = {}
         self.extras = Extras(started=clock())
 
     # -- dispatch ---------------------------------------------------------------------------
