@@ -189,12 +189,28 @@ async def test_derived_views_honour_snapshot_at(client: sdm_async.Client) -> Non
         sdm_async.Token(name="ci", account_type="api", permissions=[sdm_async.Permission.ROLE_LIST])
     )
     past = client.snapshot_at(before)
-    assert await items(past.account_resources.list("")) == []
-    assert [r.resource_id for r in await items(past.role_resources.list(""))] == [prod]
-    assert await items(past.account_permissions.list("")) == []
-    assert await items(past.granted_account_entitlements.list(alice, "")) == []
+    then = (
+        await items(past.account_resources.list("")),
+        [r.resource_id for r in await items(past.role_resources.list(""))],
+        await items(past.account_permissions.list("")),
+        await items(past.granted_account_entitlements.list(alice, "")),
+    )
+    assert then == ([], [prod], [], [])
     assert [r.resource_id for r in await items(client.account_resources.list(""))] == [prod]
     assert len(await items(client.account_permissions.list(""))) == 1
+
+
+async def test_access_rule_types_match_however_the_kind_is_spelled(
+    client: sdm_async.Client,
+) -> None:
+    aurora = await client.resources.create(
+        sdm_async.AuroraMysql(name="aurora", hostname="h", username="u", password="p")
+    )
+    await redis(client, "cache")
+    for spelling in ("aurora_mysql", "aurora-mysql", "AuroraMysql"):
+        role_id = await role(client, spelling, [{"type": spelling}])
+        got = await items(client.role_resources.list("roleid:?", role_id))
+        assert [r.resource_id for r in got] == [aurora.resource.id], spelling
 
 
 async def test_account_and_role_resources_histories(client: sdm_async.Client) -> None:
