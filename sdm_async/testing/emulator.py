@@ -304,7 +304,8 @@ class Emulator:
         return access_key, secret_key
 
     # Test hooks for what the API lists but offers no method to make. Each raises ValueError
-    # for an id that names nothing (or bad values), before recording anything.
+    # for an id that names nothing (or bad values), before recording anything. Call them
+    # between calls (from the test), as with seed_users: they change the state directly.
 
     def add_access_request(
         self,

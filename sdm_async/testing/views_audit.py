@@ -110,6 +110,8 @@ def add_query(
 ) -> str:
     """Record a query (and, for a session, its replay: `replay` is its output, one event
     per item, in one chunk); returns the query's id."""
+    if duration < datetime.timedelta(0):
+        raise ValueError(f"duration must not be negative, not {duration}")
     query = schema.message_class("Query")()
     for name, value in fields.items():
         if name not in query.DESCRIPTOR.fields_by_name:
