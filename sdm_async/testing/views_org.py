@@ -55,8 +55,9 @@ def organization_history(b: State, m: Method, req: Message, caller: Key) -> Mess
 
 
 def record_mfa_change(b: State, m: Method, req: Message, reply: Reply, caller: Key) -> None:
+    at = b.clock()
     mfa = reply.message.mfa.SerializeToString()
-    b.extras.org_changes.append((b.clock(), stable_id("at-", "mfa", str(b.clock())), mfa))
+    b.extras.org_changes.append((at, stable_id("at-", "mfa", str(at)), mfa))
 
 
 def _groups(b: State, at: int | None) -> list[Message]:
