@@ -109,15 +109,3 @@ async def test_db_keeps_acknowledged_changes_across_kill_9(tmp_path: Path) -> No
         async with sdm_async.Client(token.access_key, token.secret_key, address, True) as tc:
             with pytest.raises(sdm_async.errors.AuthenticationError, match="suspended"):
                 await tc.accounts.get(token.account.id)
-
-
-def test_readme_lists_exactly_the_methods_not_emulated() -> None:
-    from sdm_async.testing.cli import not_emulated
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("<!-- not-emulated:start -->")[1].split("<!-- not-emulated:end -->")[0]
-    listed = set()
-    for line in block.strip().splitlines():
-        service, _, methods = line.removeprefix("- ").partition(": ")
-        listed |= {f"{service.strip('`')}.{m}" for m in methods.split(", ")}
-    assert listed == set(not_emulated())

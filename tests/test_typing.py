@@ -304,6 +304,6 @@ async def test_an_optional_model_argument_may_be_none() -> None:
 
     async with Emulator() as emu:
         async with emu.client() as client:
-            with pytest.raises(sdm_async.RPCError, match="not emulated"):
+            with pytest.raises(sdm_async.errors.NotFoundError, match="se-1"):
                 await client.secret_engines.rotate("se-1", None)
             assert emu.stats.calls == 1

@@ -4,7 +4,7 @@ Every CRUD-shaped service (Create/Get/Update/Delete/List) is served by one gener
 driven by the descriptors; the rules of the core objects are data (`UNIQUE`, `REFERENCES`)
 plus a few hooks (keys for tokens, a token for nodes, access rules as JSON). `*History`
 services read the history of the service they are named after; the methods that are not CRUD
-live in `views.py`.
+live in `views.py` and its family modules (`views_*.py`), which do not import this one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -27,7 +26,8 @@ from sdm_async.testing.filters import FilterError, compile_filter
 from sdm_async.testing.schema import Message, Method, nanos
 from sdm_async.testing.status import ApiError, already_exists, bad_request, not_found
 from sdm_async.testing.tables import Change, Record, Table
-from sdm_async.testing.views import MFA_JOURNAL_KEY, SPECIAL
+from sdm_async.testing.views import AFTER, MFA_JOURNAL_KEY, SPECIAL, STORED
+from sdm_async.testing.views_base import Extras, Reply
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -72,12 +72,6 @@ class Journal(Protocol):
     def put_hidden(self, id: str, data: bytes | None) -> None: ...
 
 
-@dataclass(slots=True)
-class Reply:
-    message: Message  # the response, without the listed objects
-    tail: bytes = b""  # a listing's objects, already in wire form, appended after `message`
-
-
 def _varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -117,6 +111,10 @@ class Backend:
                 item_cls = schema.message_class(m.item.name)
                 self.tables[m.service] = Table(m.service, item_cls)
                 self._unique[m.service] = {}
+        for service, item_name in STORED.items():  # listed by the API, made by tests
+            self.tables[service] = Table(service, schema.message_class(item_name))
+            self._unique[service] = {}
+        self.extras = Extras(started=clock())
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -135,12 +133,17 @@ class Backend:
             )
         special = SPECIAL.get(m.full_name)
         if special is not None:
-            answer = special(self, m, request)
-            return answer if isinstance(answer, Reply) else Reply(answer)
-        if m.service not in self.tables:
-            return self._history(m, request)
-        handler: Callable[[Method, Message, Key], Reply] = getattr(self, f"_{m.kind}")
-        return handler(m, request, caller)
+            answer = special(self, m, request, caller)
+            reply = answer if isinstance(answer, Reply) else Reply(answer)
+        elif m.service not in self.tables:
+            reply = self._history(m, request)
+        else:
+            handler: Callable[[Method, Message, Key], Reply] = getattr(self, f"_{m.kind}")
+            reply = handler(m, request, caller)
+        after = AFTER.get(m.full_name)
+        if after is not None:
+            after(self, m, request, reply, caller)
+        return reply
 
     # -- the generic engine -----------------------------------------------------------------
 

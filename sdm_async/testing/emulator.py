@@ -14,10 +14,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime
 import errno
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from sdm_async.testing import views_audit, views_health
 from sdm_async.testing.auth import Keys, new_key_pair
 from sdm_async.testing.backend import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Backend
 from sdm_async.testing.journal import Journal
@@ -300,6 +302,71 @@ class Emulator:
         access_key, secret_key = new_key_pair()
         self.keys.add(access_key, secret_key, "", permissions)
         return access_key, secret_key
+
+    # Test hooks for what the API lists but offers no method to make. Each raises ValueError
+    # for an id that names nothing (or bad values), before recording anything. Call them
+    # between calls (from the test), as with seed_users: they change the state directly.
+
+    def add_access_request(
+        self,
+        resource_id: str,
+        account_id: str = "",
+        *,
+        reason: str = "",
+        workflow_id: str = "",
+        status: str = "pending",
+        start_from: datetime.datetime | None = None,
+        duration: datetime.timedelta = datetime.timedelta(hours=1),
+    ) -> str:
+        """Record an access request by `account_id` for `resource_id` (valid from
+        `start_from`, now by default, for `duration`), with its `requested` event; returns
+        its id. It is listed by `AccessRequests`, with its history, and kept in the db."""
+        return views_audit.add_access_request(
+            self.backend,
+            resource_id,
+            account_id,
+            reason=reason,
+            workflow_id=workflow_id,
+            status=status,
+            start_from=start_from,
+            duration=duration,
+        )
+
+    def add_access_request_event(
+        self,
+        request_id: str,
+        type: str,
+        actor_id: str = "",
+        *,
+        metadata: str = "",
+        status: str | None = None,
+    ) -> str:
+        """Record an event (`approved`, `denied`, ...) of an access request; with `status`,
+        the request takes that status too. Returns the event's id."""
+        return views_audit.add_access_request_event(
+            self.backend, request_id, type, actor_id, metadata, status
+        )
+
+    def set_health(self, id: str, *, healthy: bool, error: str = "") -> None:
+        """Make a resource, node, secret store or secret engine healthy or not, as
+        `HealthChecks`, `SecretStoreHealths` and `SecretEngines.Healthcheck` report it
+        (everything is healthy until set; kept in memory only)."""
+        views_health.set_health(self.backend, id, healthy, error)
+
+    def add_query(
+        self,
+        *,
+        replay: Iterable[bytes] = (),
+        timestamp: datetime.datetime | None = None,
+        duration: datetime.timedelta = datetime.timedelta(0),
+        **fields: str | int | bool,
+    ) -> str:
+        """Record a query as a gateway would (`account_id=`, `resource_id=`,
+        `query_body=`, any plain field of `Query`), and for a session its `replay`: the
+        output, one event per item, listed by `Replays` under `id:<query id>`. The account's
+        and resource's names and tags are filled in. Returns the query's id; kept in
+        memory only."""
+        return views_audit.add_query(self.backend, dict(fields), replay, timestamp, duration)
 
 
 def _host_port(host: str, port: int) -> str:

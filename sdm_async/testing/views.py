@@ -1,33 +1,36 @@
-"""The methods that are not CRUD: views derived from the state (who reaches what, the audit
-log, resource tags), managed secrets' retrieval, and the organisation's own settings.
+"""The methods that are not CRUD, gathered from their families: who reaches what
+(`views_access`), health (`views_health`), managed secrets and secret engines
+(`views_secrets`), the organisation (`views_org`), access requests and recorded traffic
+(`views_audit`); and here the audit log, resource tags and the organisation's settings.
 
-Each handler takes the backend, the method and the request, and returns the response (or a
-`Reply` for a list page); `SPECIAL` maps the API's method names to them.
+`SPECIAL` maps the API's method names to their handlers, `AFTER` to what runs after a
+method answered, `STORED` names the tables of objects the API lists but never creates.
+The views import nothing of `backend.py` (see `views_base.State`).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from sdm_async._secrets import OAEP
-from sdm_async.testing import schema
-from sdm_async.testing.schema import Message, Method, nanos
+from sdm_async.testing import (
+    schema,
+    views_access,
+    views_audit,
+    views_health,
+    views_org,
+    views_secrets,
+)
+from sdm_async.testing.auth import Key
+from sdm_async.testing.schema import Message, Method
 from sdm_async.testing.status import bad_request, not_found
 from sdm_async.testing.tables import Change
-
-if TYPE_CHECKING:
-    from sdm_async.testing.backend import Backend, Reply
-
-Handler = Callable[["Backend", Method, Message], "Message | Reply"]
+from sdm_async.testing.views_base import After, Handler, Reply, State
 
 
-def enumerate_tags(b: Backend, m: Method, req: Message) -> Message | Reply:
+def enumerate_tags(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     """Every distinct tag of every resource, sorted, filtered on `name`/`value`."""
     pairs = sorted(
         {
@@ -40,67 +43,7 @@ def enumerate_tags(b: Backend, m: Method, req: Message) -> Message | Reply:
     return b.derived_page(m, req, [tag_cls(name=n, value=v) for n, v in pairs])
 
 
-def role_resources(b: Backend, m: Method, req: Message) -> Message | Reply:
-    """`RoleResources.List`: what each role's access rules (and legacy grants) reach."""
-    item = schema.message_class("RoleResource")
-    found = [
-        item(role_id=role_id, resource_id=resource_id)
-        for role_id in b.tables["Roles"].records
-        for resource_id in _reach(b, role_id)
-    ]
-    return b.derived_page(m, req, found)
-
-
-def account_resources(b: Backend, m: Method, req: Message) -> Message | Reply:
-    """`AccountResources.List`: direct grants still in force, then what attached roles
-    reach."""
-    item = schema.message_class("AccountResource")
-    now = b.clock()
-    found = []
-    for grant in b.tables["AccountGrants"].records.values():
-        g = grant.msg
-        if 0 < nanos(g.valid_until) <= now:
-            continue
-        found.append(
-            item(
-                account_id=g.account_id,
-                resource_id=g.resource_id,
-                account_grant_id=g.id,
-                granted_at=g.start_from,
-                expires_at=g.valid_until,
-            )
-        )
-    for attachment in b.tables["AccountAttachments"].records.values():
-        a = attachment.msg
-        for resource_id in _reach(b, a.role_id):
-            found.append(item(account_id=a.account_id, resource_id=resource_id, role_id=a.role_id))
-    return b.derived_page(m, req, found)
-
-
-def _reach(b: Backend, role_id: str, seen: frozenset[str] = frozenset()) -> list[str]:
-    """Resource ids a role reaches: its access rules, legacy role grants, and the roles
-    attached to it (legacy composite roles)."""
-    role = b.tables["Roles"].get(role_id)
-    if role is None or role_id in seen:
-        return []
-    rules = json.loads(role.msg.access_rules) if role.msg.access_rules else []
-    reached = [
-        resource_id
-        for resource_id, r in b.tables["Resources"].records.items()
-        if any(_rule_matches(rule, resource_id, *schema.member(r.msg)) for rule in rules)
-    ]
-    reached += [
-        g.msg.resource_id
-        for g in b.tables["RoleGrants"].records.values()
-        if g.msg.role_id == role_id
-    ]
-    for link in b.tables["RoleAttachments"].records.values():
-        if link.msg.composite_role_id == role_id:
-            reached += _reach(b, link.msg.attached_role_id, seen | {role_id})
-    return list(dict.fromkeys(reached))  # once each, in order
-
-
-def activities(b: Backend, m: Method, req: Message) -> Message | Reply:
+def activities(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     """`Activities.List`: the audit log, one activity per change, oldest first."""
     changes = sorted(
         ((service, c) for service, t in b.tables.items() for c in t.history),
@@ -109,7 +52,7 @@ def activities(b: Backend, m: Method, req: Message) -> Message | Reply:
     return b.derived_page(m, req, [_as_activity(b, s, c) for s, c in changes])
 
 
-def activity(b: Backend, m: Method, req: Message) -> Message | Reply:
+def activity(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     for service, table in b.tables.items():
         for change in table.history:
             if change.activity == req.id:
@@ -119,7 +62,7 @@ def activity(b: Backend, m: Method, req: Message) -> Message | Reply:
     raise not_found(f"activity {req.id!r} not found")
 
 
-def _as_activity(b: Backend, service: str, change: Change) -> Message:
+def _as_activity(b: State, service: str, change: Change) -> Message:
     table = b.tables[service]
     kind, obj = schema.member(table.item.FromString(change.data))
     noun = kind or _words(table.item.DESCRIPTOR.name)
@@ -143,13 +86,7 @@ def _as_activity(b: Backend, service: str, change: Change) -> Message:
     return activity
 
 
-def nothing_recorded(b: Backend, m: Method, req: Message) -> Message | Reply:
-    """Queries and replays record traffic through gateways, which never reaches an
-    emulator: an empty log (the filter is still checked)."""
-    return b.derived_page(m, req, [])
-
-
-def ca_public_key(b: Backend, m: Method, req: Message) -> Message | Reply:
+def ca_public_key(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     """The organisation's SSH or RDP certificate authority key, made on first ask."""
     which = "ssh" if "SSH" in m.name else "rdp"
     if which not in b.ca_keys:
@@ -166,8 +103,8 @@ def ca_public_key(b: Backend, m: Method, req: Message) -> Message | Reply:
     return m.response(public_key=b.ca_keys[which])
 
 
-def org_url_info(b: Backend, m: Method, req: Message) -> Message | Reply:
-    base = "https://emulator.strongdm.test"
+def org_url_info(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
+    base = views_org.BASE_URL
     return m.response(
         base_url=base,
         websites_subdomain="emulator",
@@ -176,17 +113,17 @@ def org_url_info(b: Backend, m: Method, req: Message) -> Message | Reply:
     )
 
 
-def verify_jwt(b: Backend, m: Method, req: Message) -> Message | Reply:
+def verify_jwt(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     return m.response(valid=False)  # the emulator issues no tokens to verify
 
 
-def get_mfa(b: Backend, m: Method, req: Message) -> Message | Reply:
+def get_mfa(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     resp = m.response()
     resp.mfa.CopyFrom(b.mfa)
     return resp
 
 
-def update_mfa(b: Backend, m: Method, req: Message) -> Message | Reply:
+def update_mfa(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     _check_mfa(m, req.mfa)
     b.mfa.CopyFrom(req.mfa)
     if b.journal is not None:
@@ -196,7 +133,7 @@ def update_mfa(b: Backend, m: Method, req: Message) -> Message | Reply:
     return resp
 
 
-def test_mfa(b: Backend, m: Method, req: Message) -> Message | Reply:
+def test_mfa(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     _check_mfa(m, req.mfa)
     return m.response()
 
@@ -206,65 +143,23 @@ def _check_mfa(m: Method, mfa: Message) -> None:
         raise bad_request(f"{m.full_name}: mfa.provider is required when MFA is enabled")
 
 
-def retrieve_secret(b: Backend, m: Method, req: Message) -> Message | Reply:
-    """`ManagedSecrets.Retrieve`: the value, encrypted for the caller's public key."""
-    record = b.tables["ManagedSecrets"].get(req.id)
-    if record is None:
-        raise not_found(f"managed secret {req.id!r} not found")
-    try:
-        key = serialization.load_pem_public_key(req.public_key)
-    except ValueError:
-        raise bad_request(
-            "ManagedSecrets.Retrieve: public_key must be a PEM public key (RSA) to "
-            "encrypt the value for"
-        ) from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise bad_request("ManagedSecrets.Retrieve: public_key must be an RSA key")
-    resp = m.response()
-    resp.managed_secret.CopyFrom(record.msg)
-    value = b.secret_values.get(req.id, b"")
-    if value:
-        resp.managed_secret.value = key.encrypt(value, OAEP)
-    return resp
-
-
-def healthcheck(b: Backend, m: Method, req: Message) -> Message | Reply:
+def healthcheck(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     if req.id not in b.tables["Resources"].records:
         raise not_found(f"resource {req.id!r} not found")
     return m.response()  # the API only schedules the check
-
-
-def account_permissions(b: Backend, m: Method, req: Message) -> Message | Reply:
-    """`AccountPermissions.List`: the permissions of every token, as granted."""
-    item = schema.message_class("AccountPermission")
-    found = []
-    for record in b.tables["Accounts"].records.values():
-        kind, token = schema.member(record.msg)
-        if kind == "token":
-            for permission in token.permissions:
-                found.append(
-                    item(account_id=token.id, permission=permission, granted_at=token.created_at)
-                )
-    return b.derived_page(m, req, found)
 
 
 def all_of(service: str) -> Handler:
     """A list of every object of `service` (filtered, paged): what an emulator can say of
     lists scoped by the caller or a related object."""
 
-    def handler(b: Backend, m: Method, req: Message) -> Message | Reply:
+    def handler(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
         return b.derived_page(m, req, [r.msg for r in b.tables[service].records.values()])
 
     return handler
 
 
-def validate_secret(b: Backend, m: Method, req: Message) -> Message | Reply:
-    if b.tables["ManagedSecrets"].get(req.id) is None:
-        raise not_found(f"managed secret {req.id!r} not found")
-    return m.response(valid=True)
-
-
-def tcp_probe(b: Backend, m: Method, req: Message) -> Message | Reply:
+def tcp_probe(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
     """`Nodes.TCPProbe`: the node must exist; the probe itself cannot happen here."""
     if b.tables["Nodes"].get(req.node_id) is None:
         raise not_found(f"node {req.node_id!r} not found")
@@ -279,13 +174,8 @@ def _words(name: str) -> str:
 SPECIAL: dict[str, Handler] = {
     "Resources.EnumerateTags": enumerate_tags,
     "Resources.Healthcheck": healthcheck,
-    "ManagedSecrets.Retrieve": retrieve_secret,
-    "RoleResources.List": role_resources,
-    "AccountResources.List": account_resources,
     "Activities.List": activities,
     "Activities.Get": activity,
-    "Queries.List": nothing_recorded,
-    "Replays.List": nothing_recorded,
     "ControlPanel.GetSSHCAPublicKey": ca_public_key,
     "ControlPanel.GetRDPCAPublicKey": ca_public_key,
     "ControlPanel.GetOrgURLInfo": org_url_info,
@@ -293,26 +183,17 @@ SPECIAL: dict[str, Handler] = {
     "Organizations.GetMFA": get_mfa,
     "Organizations.UpdateMFA": update_mfa,
     "Organizations.TestMFA": test_mfa,
-    "AccountPermissions.List": account_permissions,
     "ManagedSecrets.ListByActor": all_of("ManagedSecrets"),
-    "ManagedSecrets.Validate": validate_secret,
     "SecretEngines.ListSecretStores": all_of("SecretStores"),
     "Nodes.TCPProbe": tcp_probe,
+    **views_access.HANDLERS,
+    **views_health.HANDLERS,
+    **views_secrets.HANDLERS,
+    **views_org.HANDLERS,
+    **views_audit.HANDLERS,
 }
+AFTER: dict[str, After] = {**views_secrets.AFTER, **views_org.AFTER}
+STORED = views_audit.STORED
 MFA_JOURNAL_KEY = "organization-mfa"  # the journal's key for the MFA settings
 
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
-
-
-def _rule_matches(rule: Any, resource_id: str, kind: str, driver: Message) -> bool:
-    """One access rule against one resource: `{"ids": [...]}`, or `type` and/or `tags`."""
-    if not isinstance(rule, dict):
-        return False
-    if "ids" in rule:
-        return resource_id in rule["ids"]
-    if "type" not in rule and "tags" not in rule:
-        return False
-    if "type" in rule and str(rule["type"]).replace("", "").lower() != kind.replace("", ""):
-        return False
-    tags = {p.name: p.value for p in driver.tags.pairs}
-    return all(tags.get(k) == v for k, v in (rule.get("tags") or {}).items())
