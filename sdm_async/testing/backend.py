@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sdm_async._secrets import OAEP
-from sdm_async.testing import schema
+from sdm_async.testing import readonly, schema, validation
 from sdm_async.testing.auth import Key, Keys, new_key_pair
 from sdm_async.testing.filters import FilterError, compile_filter
 from sdm_async.testing.schema import Message, Method, nanos
@@ -148,11 +148,11 @@ class Backend:
         obj = getattr(req, m.item_field)
         kind, inner = self._checked(m, obj, creating=True)
         table = self.tables[m.service]
-        for name in schema.read_only_fields(inner) + schema.write_only_fields(inner.DESCRIPTOR):
+        for name in schema.write_only_fields(inner.DESCRIPTOR):
             inner.ClearField(name)
         if m.service == "Nodes" and not inner.name:
             inner.name = f"{kind}-{secrets.token_hex(4)}"
-        _derive(m.service, kind, inner)
+        readonly.on_create(inner, readonly.Context(self._now(), self._find, None))
         natural = self._natural_key(m.service, kind, inner)
         if natural is not None and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
@@ -161,13 +161,11 @@ class Backend:
             inner.public_key = self._new_engine_key(inner.id)
         if m.service == "ManagedSecrets":
             self._keep_secret_value(inner)
-        if "created_at" in inner.DESCRIPTOR.fields_by_name:
-            at = self._now()
-            inner.created_at.seconds, inner.created_at.nanos = divmod(at, 1_000_000_000)
         resp = m.response()
         extra = self._on_create(m.service, kind, inner, resp)
         self._commit(table, "create", inner.id, obj, natural, caller.account_id)
         getattr(resp, m.item_field).CopyFrom(obj)
+        readonly.for_write_answer(schema.member(getattr(resp, m.item_field))[1])
         if extra is not None:
             extra()
         return Reply(resp)
@@ -196,15 +194,7 @@ class Backend:
         if old_kind != kind:
             raise bad_request(f"{_noun(m)} {id!r} is a {old_kind}; its type cannot change")
         inner.id = id
-        for name in schema.read_only_fields(inner):  # the server's to set: keep them
-            if inner.DESCRIPTOR.fields_by_name[name].message_type is not None:
-                if old_inner.HasField(name):
-                    getattr(inner, name).CopyFrom(getattr(old_inner, name))
-                else:
-                    inner.ClearField(name)
-            else:
-                setattr(inner, name, getattr(old_inner, name))
-        _derive(m.service, kind, inner)
+        readonly.on_update(inner, readonly.Context(self._now(), self._find, old_inner))
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
@@ -219,6 +209,7 @@ class Backend:
             (suspended.add if inner.suspended else suspended.discard)(id)
         resp = m.response()
         getattr(resp, m.item_field).CopyFrom(obj)
+        readonly.for_write_answer(schema.member(getattr(resp, m.item_field))[1])
         return Reply(resp)
 
     def _delete(self, m: Method, req: Message, caller: Key) -> Reply:
@@ -347,16 +338,7 @@ class Backend:
             raise bad_request(
                 f"{m.full_name}: {m.item_field} has no type: set one of its kinds ({kinds}, ...)"
             )
-        skip = () if creating else schema.write_only_fields(inner.DESCRIPTOR)
-        for name in schema.required_fields(inner):
-            if name in skip:
-                continue
-            field = inner.DESCRIPTOR.fields_by_name[name]
-            present = (
-                inner.HasField(name) if field.message_type is not None else getattr(inner, name)
-            )
-            if not present:
-                raise bad_request(f"{m.full_name}: {m.item_field}.{name} is required")
+        validation.check(m.full_name, m.item_field, inner, creating=creating)
         for name, service in REFERENCES.get(m.service, {}).items():
             ref = getattr(inner, name)
             if ref and ref not in self.tables[service].records:
@@ -369,6 +351,12 @@ class Backend:
             if start and until and until <= start:
                 raise bad_request(f"{m.full_name}: valid_until must be after start_from")
         return kind, inner
+
+    def _find(self, service: str, id: str) -> Message | None:
+        """The stored object `id` of `service` (its set member), if any."""
+        table = self.tables.get(service)
+        record = table.records.get(id) if table is not None else None
+        return schema.member(record.msg)[1] if record is not None else None
 
     def _natural_key(self, service: str, kind: str, inner: Message) -> str | None:
         rules = UNIQUE.get(service)
@@ -522,8 +510,7 @@ class Backend:
             user.last_name = f"{i:06d}"
             user.id = schema.id_prefix("Accounts") + secrets.token_hex(8)
             user.tags.pairs.add(name="team", value=f"team-{i % 20:02d}")
-            at = self._now()
-            user.created_at.seconds, user.created_at.nanos = divmod(at, 1_000_000_000)
+            readonly.on_create(user, readonly.Context(self._now(), self._find, None))
             self._commit(
                 table, "create", user.id, account, self._natural_key("Accounts", "user", user)
             )
@@ -536,15 +523,6 @@ def _id_fields(item: Any) -> set[str]:
     return {
         name for f in item.oneofs_by_name[oneof].fields for name in f.message_type.fields_by_name
     }
-
-
-def _derive(service: str, kind: str, inner: Message) -> None:
-    """Fields the server computes from others."""
-    if service == "Accounts" and kind == "user":
-        # A user is suspended through its permission level; `suspended` only reflects it.
-        if not inner.permission_levelRW:
-            inner.permission_levelRW = "user"
-        inner.suspendedRO = inner.permission_levelRW == "suspended"
 
 
 def _check_access_rules(text: str) -> None:
