@@ -237,6 +237,7 @@ def rule(item: descriptor.Descriptor, name: str) -> Rule | None:
 def _rules(item: descriptor.Descriptor) -> tuple[tuple[str, Rule], ...]:
     names = [f.name for f in item.fields]
     found = [(n, r) for n in names if (r := rule(item, n)) is not None]
+    found.sort(key=lambda pair: pair[0] != "created_at")  # others may derive from it
     return tuple(found)
 
 
