@@ -184,3 +184,28 @@ async def test_timestamps_states_and_derived_names() -> None:
         ).group_role
         stored = schema.member(emu.backend.tables["GroupsRoles"].records[link.id].msg)[1]
         assert (stored.group_name, stored.role_name) == ("eng", "ops")
+
+
+async def test_computed_fields_are_filled_when_not_given() -> None:
+    async with Emulator() as emu, emu.client() as client:
+        a = (
+            await client.resources.create(sdm_async.RawTCP(name="a", hostname="h", port=1))
+        ).resource
+        b = (
+            await client.resources.create(sdm_async.RawTCP(name="b", hostname="h", port=1))
+        ).resource
+        assert a.port_override >= 10000 and b.port_override > a.port_override
+        assert a.bind_interface == "127.0.0.1"
+        mine = sdm_async.RawTCP(
+            name="c", hostname="h", port=1, port_override=15000, bind_interface="127.0.0.2"
+        )
+        c = (await client.resources.create(mine)).resource
+        assert (c.port_override, c.bind_interface) == (15000, "127.0.0.2")
+        a.hostname, a.port_override = "h2", 0
+        assert (await client.resources.update(a)).resource.port_override == b.port_override - 1
+        a.port_override = -1  # "may be re-generated on update by specifying a value of -1"
+        assert (await client.resources.update(a)).resource.port_override == 15001
+        k8s = sdm_async.Kubernetes(name="k", hostname="h", port=443)
+        assert (await client.resources.create(k8s)).resource.healthcheck_namespace == "default"
+        gw = sdm_async.Gateway(name="gw", listen_address="gw.example.com:5000")
+        assert (await client.nodes.create(gw)).node.bind_address == "0.0.0.0:5000"

@@ -30,6 +30,7 @@ from sdm_async.testing.tables import Change, Record, Table
 from sdm_async.testing.views import MFA_JOURNAL_KEY, SPECIAL
 
 DEFAULT_PAGE_SIZE = 50
+FIRST_PORT = 10000  # resources' port_override are allocated from here up
 MAX_PAGE_SIZE = 1000
 
 # Natural keys that must be unique within a service, per type of object ("*": any type).
@@ -106,6 +107,7 @@ class Backend:
         self._unique: dict[str, dict[str, str]] = {}  # service -> natural key -> id
         self._seq = 0
         self._last_at = 0
+        self._last_port: int | None = None  # the highest port_override given; None: not known
         # Secret engines' private keys, and managed secrets' values, kept apart from the
         # objects: the API never returns a value except encrypted for a Retrieve.
         self.engine_keys: dict[str, rsa.RSAPrivateKey] = {}
@@ -152,7 +154,8 @@ class Backend:
             inner.ClearField(name)
         if m.service == "Nodes" and not inner.name:
             inner.name = f"{kind}-{secrets.token_hex(4)}"
-        readonly.on_create(inner, readonly.Context(self._now(), self._find, None))
+        readonly.on_create(inner, readonly.Context(self._now(), self._find, None, self._new_port))
+        self._note_port(inner)
         natural = self._natural_key(m.service, kind, inner)
         if natural is not None and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
@@ -194,7 +197,10 @@ class Backend:
         if old_kind != kind:
             raise bad_request(f"{_noun(m)} {id!r} is a {old_kind}; its type cannot change")
         inner.id = id
-        readonly.on_update(inner, readonly.Context(self._now(), self._find, old_inner))
+        readonly.on_update(
+            inner, readonly.Context(self._now(), self._find, old_inner, self._new_port)
+        )
+        self._note_port(inner)
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
@@ -352,6 +358,20 @@ class Backend:
                 raise bad_request(f"{m.full_name}: valid_until must be after start_from")
         return kind, inner
 
+    def _new_port(self) -> int:
+        """The next local port for a resource's `port_override`: above every one in use."""
+        if self._last_port is None:  # first use since start or a journal replay
+            used = (schema.member(r.msg)[1] for r in self.tables["Resources"].records.values())
+            self._last_port = max((getattr(m, "port_override", 0) for m in used), default=0)
+        self._last_port = max(self._last_port + 1, FIRST_PORT)
+        return self._last_port
+
+    def _note_port(self, inner: Message) -> None:
+        """A port a client chose is in use too: allocation continues above it."""
+        port = getattr(inner, "port_override", 0)
+        if self._last_port is not None and port > self._last_port:
+            self._last_port = port
+
     def _find(self, service: str, id: str) -> Message | None:
         """The stored object `id` of `service` (its set member), if any."""
         table = self.tables.get(service)
@@ -423,6 +443,7 @@ class Backend:
             if natural is not None and unique.get(natural) == change.id:
                 del unique[natural]
         table.apply(change)
+        self._last_port = None  # recounted from the tables when next needed
         self._seq = max(self._seq, change.seq)
         self._last_at = max(self._last_at, change.at)
         if change.op == "delete":
@@ -510,7 +531,9 @@ class Backend:
             user.last_name = f"{i:06d}"
             user.id = schema.id_prefix("Accounts") + secrets.token_hex(8)
             user.tags.pairs.add(name="team", value=f"team-{i % 20:02d}")
-            readonly.on_create(user, readonly.Context(self._now(), self._find, None))
+            readonly.on_create(
+                user, readonly.Context(self._now(), self._find, None, self._new_port)
+            )
             self._commit(
                 table, "create", user.id, account, self._natural_key("Accounts", "user", user)
             )

@@ -30,6 +30,7 @@ class Context:
     now: int  # nanoseconds since the epoch: the time of this write
     find: Find
     old: Message | None  # the stored member before an update; None on create
+    new_port: Callable[[], int]  # a local port no resource uses yet
 
 
 Fill = Callable[[Message, Context], None]
@@ -46,6 +47,34 @@ class Rule:
 def _set_time(msg: Message, name: str, at: int) -> None:
     ts = getattr(msg, name)
     ts.seconds, ts.nanos = divmod(at, 1_000_000_000)
+
+
+def _port_override(msg: Message, ctx: Context) -> None:
+    # "automatically generated if not provided on create and may be re-generated on update
+    # by specifying a value of -1"; 0 on update keeps the port.
+    if msg.port_override == -1 or (msg.port_override == 0 and ctx.old is None):
+        msg.port_override = ctx.new_port()
+    elif msg.port_override == 0 and ctx.old is not None:
+        msg.port_override = ctx.old.port_override
+
+
+def _kept_or(name: str, default: str) -> Fill:
+    """A computed string: kept when not sent on update, `default` when never given."""
+
+    def fill(msg: Message, ctx: Context) -> None:
+        if not getattr(msg, name):
+            old = getattr(ctx.old, name) if ctx.old is not None else ""
+            setattr(msg, name, old or default)
+
+    fill.__name__ = f"_{name}"
+    return fill
+
+
+def _bind_address(msg: Message, ctx: Context) -> None:
+    # "If not provided on create, set to "0.0.0.0:listen_address_port"."
+    if not msg.bind_address and ctx.old is None:
+        port = msg.listen_address.rpartition(":")[2]
+        msg.bind_address = f"0.0.0.0:{port}" if port.isdigit() else ""
 
 
 def _created_at(msg: Message, ctx: Context) -> None:
@@ -128,6 +157,16 @@ _NODE_PROCESS = "empty: uploaded by the node's process when it comes online; non
 GENERIC: dict[str, Rule] = {
     "created_at": Rule("the time of creation", _created_at, read_only=False),
     "healthy": Rule("true: the emulator reaches every host it is given", _healthy),
+    # terraform_computed: filled when not given, as the SDK's docstrings say.
+    "port_override": Rule(
+        "a free local port from 10000 up; -1 on update: a new one", _port_override, True, False
+    ),
+    "bind_interface": Rule(
+        '"127.0.0.1" when never given', _kept_or("bind_interface", "127.0.0.1"), True, False
+    ),
+    "healthcheck_namespace": Rule(
+        '"default" when never given', _kept_or("healthcheck_namespace", "default"), True, False
+    ),
 }
 
 RULES: dict[str, dict[str, Rule]] = {
@@ -141,6 +180,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "step_order": Rule(_HISTORY_ONLY),
     },
     "Gateway": {
+        "bind_address": Rule(
+            '"0.0.0.0:<listen port>" if not given on create', _bind_address, read_only=False
+        ),
         "state": Rule('"new" on creation (strongdm.NodeState.NEW)', _node_state),
         "device": Rule(_NODE_PROCESS),
         "location": Rule(_NODE_PROCESS),

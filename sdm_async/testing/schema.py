@@ -101,10 +101,6 @@ def required_fields(msg: Message) -> tuple[str, ...]:
     return catalog.REQUIRED.get(msg.DESCRIPTOR.name, ())
 
 
-def read_only_fields(msg: Message) -> tuple[str, ...]:
-    return catalog.READ_ONLY.get(msg.DESCRIPTOR.name, ())
-
-
 # The API's custom options live in the v1 descriptor pool, apart from the default pool; their
 # extensions are read by reparsing each option message with that pool's classes.
 _FIELD_OPTIONS = message_factory.GetMessageClass(
