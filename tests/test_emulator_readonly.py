@@ -66,7 +66,7 @@ HEALTHY = "_healthy"  # every resource type's `healthy`
 
 def test_every_read_only_field_has_a_rule() -> None:
     found: dict[tuple[str, str], str] = {}
-    for item in readonly.all_messages():
+    for item in schema.all_messages():
         for name in readonly.read_only(item):
             rule = readonly.rule(item, name)
             assert rule is not None, (
@@ -78,7 +78,7 @@ def test_every_read_only_field_has_a_rule() -> None:
     assert len(healthy) > 100 and all(found[key] == HEALTHY for key in healthy)
     assert {k: v for k, v in found.items() if k not in healthy} == EXPECTED
     # The rules name no field the descriptors do not have.
-    by_name = {item.name: item for item in readonly.all_messages()}
+    by_name = {item.name: item for item in schema.all_messages()}
     for model, fields in readonly.RULES.items():
         assert set(fields) <= set(by_name[model].fields_by_name), model
 

@@ -21,7 +21,6 @@ import sdm_async._generated.models as sdm_models
 from sdm_async import errors
 from sdm_async._generated import catalog
 from sdm_async.testing import Emulator, schema, validation
-from sdm_async.testing.readonly import all_messages
 
 strongdm = pytest.importorskip("strongdm")
 from strongdm import plumbing as official_plumbing  # noqa: E402
@@ -153,7 +152,7 @@ def test_conditions_are_read_from_the_descriptors_as_documented() -> None:
     # A condition the API adds fails here until someone reads what it refers to.
     assert validation.CONDITIONS == EXPECTED_CONDITIONS
     assert validation.condition_names() == set(EXPECTED_CONDITIONS)
-    for item in all_messages():
+    for item in schema.all_messages():
         for need in needs(item):
             for cond in need.conditions:
                 field = EXPECTED_CONDITIONS[cond][0]

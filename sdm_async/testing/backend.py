@@ -1,10 +1,11 @@
 """The emulator's state and domain rules, apart from the wire (moto's "backend").
 
 Every CRUD-shaped service (Create/Get/Update/Delete/List) is served by one generic engine
-driven by the descriptors; the rules of the core objects are data (`UNIQUE`, `REFERENCES`)
-plus a few hooks (keys for tokens, a token for nodes, access rules as JSON). `*History`
-services read the history of the service they are named after; the methods that are not CRUD
-live in `views.py`.
+driven by the descriptors: what it accepts is read from their field options
+(`validation.py`), and the fields the server fills are filled by `readonly.py`. The rules of
+the core objects are data (`UNIQUE`, `REFERENCES`) plus a few hooks (keys for tokens, a token
+for nodes, access rules as JSON). `*History` services read the history of the service they
+are named after; the methods that are not CRUD live in `views.py`.
 """
 
 from __future__ import annotations

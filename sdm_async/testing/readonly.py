@@ -9,8 +9,6 @@ decides. Values a client sends for a read-only field are ignored, as the API ign
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +16,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from google.protobuf import descriptor
 
-import sdm_async._generated.v1 as _v1
 from sdm_async.testing.schema import Message, field_options
 from sdm_async.testing.status import bad_request
 
@@ -246,24 +243,6 @@ RULES["SqlserverEngine"] = {"public_key": Rule(FILLED_BY_BACKEND)}
 
 # Only in answers to get and list (the SDK's docstring says so).
 READ_ANSWER_ONLY: dict[str, tuple[str, ...]] = {"User": ("resolved_manager_id",)}
-
-
-@functools.cache
-def all_messages() -> tuple[descriptor.Descriptor, ...]:
-    """Every message of package v1, nested ones included."""
-    found: list[descriptor.Descriptor] = []
-
-    def walk(d: descriptor.Descriptor) -> None:
-        found.append(d)
-        for nested in d.nested_types:
-            walk(nested)
-
-    for mod in pkgutil.iter_modules(_v1.__path__):
-        if mod.name.endswith("_pb2"):
-            module = importlib.import_module(f"{_v1.__name__}.{mod.name}")
-            for d in module.DESCRIPTOR.message_types_by_name.values():
-                walk(d)
-    return tuple(found)
 
 
 @functools.cache

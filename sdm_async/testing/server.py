@@ -3,8 +3,8 @@ reads the raw request bytes and answers as the real API does.
 
 A call reads top to bottom in `Servicer.handle`: authenticate over the exact bytes received,
 check the key's permissions, take from the rate-limit window (a nominal one when limiting is
-off), wait the configured latency,
-maybe fail (before or after the change), let the backend answer, attach `rate_limit`.
+off), wait the configured latency, maybe fail (before or after the change), let the backend
+answer, attach `rate_limit`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor
 
-from sdm_async.testing.schema import Message, field_options
+from sdm_async.testing.schema import Message, all_messages, field_options
 from sdm_async.testing.status import bad_request
 
 # condition -> (field, holds when that field is set?). Read from the descriptors: every field
@@ -75,8 +75,6 @@ def required(item: descriptor.Descriptor) -> tuple[Required, ...]:
 @functools.cache
 def condition_names() -> frozenset[str]:
     """Every condition string the descriptors use (for the tests)."""
-    from sdm_async.testing.readonly import all_messages  # one walk of the pool, shared
-
     names: set[str] = set()
     for item in all_messages():
         for fd in item.fields:
