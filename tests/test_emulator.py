@@ -344,7 +344,10 @@ def _signed(
 
 async def test_a_correctly_signed_raw_call_is_answered(emu: Emulator) -> None:
     body = accounts_pb2.AccountListRequest().SerializeToString()
-    assert await _raw_call(emu, _signed(emu, body), body) == b""
+    answer = accounts_pb2.AccountListResponse.FromString(
+        await _raw_call(emu, _signed(emu, body), body)
+    )
+    assert not answer.accounts and answer.rate_limit.bucket == emu.access_key
 
 
 @pytest.mark.parametrize(

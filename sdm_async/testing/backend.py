@@ -1,10 +1,12 @@
 """The emulator's state and domain rules, apart from the wire (moto's "backend").
 
 Every CRUD-shaped service (Create/Get/Update/Delete/List) is served by one generic engine
-driven by the descriptors; the rules of the core objects are data (`UNIQUE`, `REFERENCES`)
-plus a few hooks (keys for tokens, a token for nodes, access rules as JSON). `*History`
-services read the history of the service they are named after; the methods that are not CRUD
-live in `views.py` and its family modules (`views_*.py`), which do not import this one.
+driven by the descriptors: what it accepts is read from their field options
+(`validation.py`), and the fields the server fills are filled by `readonly.py`. The rules of
+the core objects are data (`UNIQUE`, `REFERENCES`) plus a few hooks (keys for tokens, a token
+for nodes, access rules as JSON). `*History` services read the history of the service they
+are named after; the methods that are not CRUD live in `views.py` and its family modules
+(`views_*.py`), which do not import this one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sdm_async._secrets import OAEP
-from sdm_async.testing import schema
+from sdm_async.testing import readonly, schema, validation
 from sdm_async.testing.auth import Key, Keys, new_key_pair
 from sdm_async.testing.filters import FilterError, compile_filter
 from sdm_async.testing.schema import Message, Method, nanos
@@ -30,6 +32,7 @@ from sdm_async.testing.views import AFTER, MFA_JOURNAL_KEY, SPECIAL, STORED
 from sdm_async.testing.views_base import Extras, Reply
 
 DEFAULT_PAGE_SIZE = 50
+FIRST_PORT = 10000  # resources' port_override are allocated from here up
 MAX_PAGE_SIZE = 1000
 
 # Natural keys that must be unique within a service, per type of object ("*": any type).
@@ -100,6 +103,7 @@ class Backend:
         self._unique: dict[str, dict[str, str]] = {}  # service -> natural key -> id
         self._seq = 0
         self._last_at = 0
+        self._last_port: int | None = None  # the highest port_override given; None: not known
         # Secret engines' private keys, and managed secrets' values, kept apart from the
         # objects: the API never returns a value except encrypted for a Retrieve.
         self.engine_keys: dict[str, rsa.RSAPrivateKey] = {}
@@ -151,11 +155,12 @@ class Backend:
         obj = getattr(req, m.item_field)
         kind, inner = self._checked(m, obj, creating=True)
         table = self.tables[m.service]
-        for name in schema.read_only_fields(inner) + schema.write_only_fields(inner.DESCRIPTOR):
+        for name in schema.write_only_fields(inner.DESCRIPTOR):
             inner.ClearField(name)
         if m.service == "Nodes" and not inner.name:
             inner.name = f"{kind}-{secrets.token_hex(4)}"
-        _derive(m.service, kind, inner)
+        readonly.on_create(inner, readonly.Context(self._now(), self._find, None, self._new_port))
+        self._note_port(inner)
         natural = self._natural_key(m.service, kind, inner)
         if natural is not None and natural in self._unique[m.service]:
             raise already_exists(f"{_noun(m)} {_describe(natural)} already exists")
@@ -164,13 +169,11 @@ class Backend:
             inner.public_key = self._new_engine_key(inner.id)
         if m.service == "ManagedSecrets":
             self._keep_secret_value(inner)
-        if "created_at" in inner.DESCRIPTOR.fields_by_name:
-            at = self._now()
-            inner.created_at.seconds, inner.created_at.nanos = divmod(at, 1_000_000_000)
         resp = m.response()
         extra = self._on_create(m.service, kind, inner, resp)
         self._commit(table, "create", inner.id, obj, natural, caller.account_id)
         getattr(resp, m.item_field).CopyFrom(obj)
+        readonly.for_write_answer(schema.member(getattr(resp, m.item_field))[1])
         if extra is not None:
             extra()
         return Reply(resp)
@@ -199,15 +202,10 @@ class Backend:
         if old_kind != kind:
             raise bad_request(f"{_noun(m)} {id!r} is a {old_kind}; its type cannot change")
         inner.id = id
-        for name in schema.read_only_fields(inner):  # the server's to set: keep them
-            if inner.DESCRIPTOR.fields_by_name[name].message_type is not None:
-                if old_inner.HasField(name):
-                    getattr(inner, name).CopyFrom(getattr(old_inner, name))
-                else:
-                    inner.ClearField(name)
-            else:
-                setattr(inner, name, getattr(old_inner, name))
-        _derive(m.service, kind, inner)
+        readonly.on_update(
+            inner, readonly.Context(self._now(), self._find, old_inner, self._new_port)
+        )
+        self._note_port(inner)
         natural = self._natural_key(m.service, kind, inner)
         before = self._natural_key(m.service, kind, old_inner)
         if natural is not None and natural != before and natural in self._unique[m.service]:
@@ -222,6 +220,7 @@ class Backend:
             (suspended.add if inner.suspended else suspended.discard)(id)
         resp = m.response()
         getattr(resp, m.item_field).CopyFrom(obj)
+        readonly.for_write_answer(schema.member(getattr(resp, m.item_field))[1])
         return Reply(resp)
 
     def _delete(self, m: Method, req: Message, caller: Key) -> Reply:
@@ -350,16 +349,7 @@ class Backend:
             raise bad_request(
                 f"{m.full_name}: {m.item_field} has no type: set one of its kinds ({kinds}, ...)"
             )
-        skip = () if creating else schema.write_only_fields(inner.DESCRIPTOR)
-        for name in schema.required_fields(inner):
-            if name in skip:
-                continue
-            field = inner.DESCRIPTOR.fields_by_name[name]
-            present = (
-                inner.HasField(name) if field.message_type is not None else getattr(inner, name)
-            )
-            if not present:
-                raise bad_request(f"{m.full_name}: {m.item_field}.{name} is required")
+        validation.check(m.full_name, m.item_field, inner, creating=creating)
         for name, service in REFERENCES.get(m.service, {}).items():
             ref = getattr(inner, name)
             if ref and ref not in self.tables[service].records:
@@ -372,6 +362,26 @@ class Backend:
             if start and until and until <= start:
                 raise bad_request(f"{m.full_name}: valid_until must be after start_from")
         return kind, inner
+
+    def _new_port(self) -> int:
+        """The next local port for a resource's `port_override`: above every one in use."""
+        if self._last_port is None:  # first use since start or a journal replay
+            used = (schema.member(r.msg)[1] for r in self.tables["Resources"].records.values())
+            self._last_port = max((getattr(m, "port_override", 0) for m in used), default=0)
+        self._last_port = max(self._last_port + 1, FIRST_PORT)
+        return self._last_port
+
+    def _note_port(self, inner: Message) -> None:
+        """A port a client chose is in use too: allocation continues above it."""
+        port = getattr(inner, "port_override", 0)
+        if self._last_port is not None and port > self._last_port:
+            self._last_port = port
+
+    def _find(self, service: str, id: str) -> Message | None:
+        """The stored object `id` of `service` (its set member), if any."""
+        table = self.tables.get(service)
+        record = table.records.get(id) if table is not None else None
+        return schema.member(record.msg)[1] if record is not None else None
 
     def _natural_key(self, service: str, kind: str, inner: Message) -> str | None:
         rules = UNIQUE.get(service)
@@ -438,6 +448,7 @@ class Backend:
             if natural is not None and unique.get(natural) == change.id:
                 del unique[natural]
         table.apply(change)
+        self._last_port = None  # recounted from the tables when next needed
         self._seq = max(self._seq, change.seq)
         self._last_at = max(self._last_at, change.at)
         if change.op == "delete":
@@ -525,8 +536,9 @@ class Backend:
             user.last_name = f"{i:06d}"
             user.id = schema.id_prefix("Accounts") + secrets.token_hex(8)
             user.tags.pairs.add(name="team", value=f"team-{i % 20:02d}")
-            at = self._now()
-            user.created_at.seconds, user.created_at.nanos = divmod(at, 1_000_000_000)
+            readonly.on_create(
+                user, readonly.Context(self._now(), self._find, None, self._new_port)
+            )
             self._commit(
                 table, "create", user.id, account, self._natural_key("Accounts", "user", user)
             )
@@ -539,15 +551,6 @@ def _id_fields(item: Any) -> set[str]:
     return {
         name for f in item.oneofs_by_name[oneof].fields for name in f.message_type.fields_by_name
     }
-
-
-def _derive(service: str, kind: str, inner: Message) -> None:
-    """Fields the server computes from others."""
-    if service == "Accounts" and kind == "user":
-        # A user is suspended through its permission level; `suspended` only reflects it.
-        if not inner.permission_levelRW:
-            inner.permission_levelRW = "user"
-        inner.suspendedRO = inner.permission_levelRW == "suspended"
 
 
 def _check_access_rules(text: str) -> None:

@@ -5,11 +5,14 @@ object sits in the request and the response."""
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import descriptor, message_factory
 
+import sdm_async._generated.v1 as _v1
 from sdm_async._generated import catalog
 from sdm_async._generated.v1 import _pool, options_pb2
 
@@ -101,10 +104,6 @@ def required_fields(msg: Message) -> tuple[str, ...]:
     return catalog.REQUIRED.get(msg.DESCRIPTOR.name, ())
 
 
-def read_only_fields(msg: Message) -> tuple[str, ...]:
-    return catalog.READ_ONLY.get(msg.DESCRIPTOR.name, ())
-
-
 # The API's custom options live in the v1 descriptor pool, apart from the default pool; their
 # extensions are read by reparsing each option message with that pool's classes.
 _FIELD_OPTIONS = message_factory.GetMessageClass(
@@ -123,6 +122,24 @@ def field_options(fd: descriptor.FieldDescriptor) -> options_pb2.FieldOptions:
 def write_only_fields(item: descriptor.Descriptor) -> tuple[str, ...]:
     """Fields the API accepts but never returns (passwords, keys)."""
     return tuple(f.name for f in item.fields if field_options(f).write_only)
+
+
+@functools.cache
+def all_messages() -> tuple[descriptor.Descriptor, ...]:
+    """Every message of package v1, nested ones included."""
+    found: list[descriptor.Descriptor] = []
+
+    def walk(d: descriptor.Descriptor) -> None:
+        found.append(d)
+        for nested in d.nested_types:
+            walk(nested)
+
+    for mod in pkgutil.iter_modules(_v1.__path__):
+        if mod.name.endswith("_pb2"):
+            module = importlib.import_module(f"{_v1.__name__}.{mod.name}")
+            for d in module.DESCRIPTOR.message_types_by_name.values():
+                walk(d)
+    return tuple(found)
 
 
 def nanos(ts: Any) -> int:

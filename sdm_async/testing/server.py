@@ -2,8 +2,9 @@
 reads the raw request bytes and answers as the real API does.
 
 A call reads top to bottom in `Servicer.handle`: authenticate over the exact bytes received,
-check the key's permissions, take from the rate-limit window, wait the configured latency,
-maybe fail (before or after the change), let the backend answer, attach `rate_limit`.
+check the key's permissions, take from the rate-limit window (a nominal one when limiting is
+off), wait the configured latency, maybe fail (before or after the change), let the backend
+answer, attach `rate_limit`.
 """
 
 from __future__ import annotations
@@ -64,36 +65,50 @@ class Faults:
             raise ApiError(FAULT_CODES[self.code], f"injected fault ({when} the change)")
 
 
+# The budget every answer carries while limiting is off: it counts down and resets like an
+# enforced one but is never enforced, and is so large that a client pacing to `remaining`
+# (sdm_async's pacer, anyone's) never holds a call for it.
+NOMINAL_LIMIT = 1_000_000_000
+
+
 class RateLimiter:
     """A fixed window of `limit` calls per `window` seconds for each access key, as the API
-    enforces; `limit=0` turns it off."""
+    enforces. `limit=0` turns enforcement off: answers then carry a nominal budget of
+    `nominal` calls per window, counted the same way and never refused."""
 
     def __init__(
-        self, limit: int = 0, window: float = 60.0, clock: Callable[[], float] = time.time
+        self,
+        limit: int = 0,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        *,
+        nominal: int = NOMINAL_LIMIT,
     ) -> None:
         if limit < 0 or window <= 0:
             raise ValueError("rate limit must be >= 0 calls per a window of > 0 seconds")
+        if nominal <= 0:
+            raise ValueError("the nominal rate limit must be > 0 calls per window")
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.nominal = nominal
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window end, calls used)
         self.refused = 0
 
     def take(self, access_key: str, rate_limit: Any) -> None:
         """Count one call against the key's window and describe the window in `rate_limit`;
-        over the limit, raise RESOURCE_EXHAUSTED carrying the same description."""
-        if not self.limit:
-            return
+        over an enforced limit, raise RESOURCE_EXHAUSTED carrying the same description."""
+        budget = self.limit or self.nominal
         now = self.clock()
         end, used = self._windows.get(access_key, (0.0, 0))
         if now >= end:
             end, used = (now // self.window + 1) * self.window, 0
-        refused = used >= self.limit
+        refused = bool(self.limit) and used >= budget
         if not refused:
             used += 1
         self._windows[access_key] = (end, used)
-        rate_limit.limit = self.limit
-        rate_limit.remaining = self.limit - used
+        rate_limit.limit = budget
+        rate_limit.remaining = max(0, budget - used)
         rate_limit.bucket = access_key
         seconds = int(end)
         rate_limit.reset_at.seconds = seconds
@@ -167,7 +182,7 @@ class Servicer(grpc.GenericRpcHandler):  # type: ignore[misc]
                 ) from None
             reply = self.backend.call(m, request, key)
             self.faults.strike("after")
-            if self.limiter.limit and "rate_limit" in reply.message.DESCRIPTOR.fields_by_name:
+            if "rate_limit" in reply.message.DESCRIPTOR.fields_by_name:
                 reply.message.rate_limit.CopyFrom(rate_limit)
             return bytes(reply.message.SerializeToString()) + reply.tail
         except ApiError as e:
