@@ -9,13 +9,14 @@ before any call where possible), 130 interrupted, 141 stdout closed early (`| he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -80,6 +81,12 @@ class Method:
 
 
 def _service_class(service: str) -> type:
+    """The class of the client's attribute: the generated one, or the client's own subclass
+    (managed secrets encrypt their values end to end)."""
+    if service == "managed_secrets":
+        from sdm_async._secrets import ManagedSecrets
+
+        return ManagedSecrets
     from sdm_async._generated import services
 
     cls: type = getattr(services, services.Services.__annotations__[service])
@@ -93,7 +100,10 @@ def methods(service: str) -> dict[str, Method]:
 
     cls = _service_class(service)
     out: dict[str, Method] = {}
-    for name, fn in cls.__dict__.items():
+    # In the generated class's order (create, get, update, delete, list, ...).
+    order = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass))
+    for name in order:
+        fn = getattr(cls, name)
         if name.startswith("_") or not inspect.isfunction(fn):
             continue
         sig = inspect.signature(fn)
@@ -332,7 +342,8 @@ def _execute(method: Method, ns: argparse.Namespace) -> int:
     except UsageError as e:
         return _error(str(e), 2)
     try:
-        return asyncio.run(_run(method, ns, prepared, client))
+        with _core_logs_muted():
+            return asyncio.run(_run(method, ns, prepared, client))
     except UsageError as e:
         return _error(str(e), 2)
     except BrokenPipeError:
@@ -344,6 +355,36 @@ def _execute(method: Method, ns: argparse.Namespace) -> int:
         return _error(f"{type(e).__name__}: {e.msg}", 1)
     except TypeError as e:  # the client refused an argument before calling
         return _error(f"{e}", 2)
+
+
+@contextlib.contextmanager
+def _core_logs_muted() -> Iterator[None]:
+    """gRPC's C core writes some failures to file descriptor 2 itself (a refused TLS
+    certificate, in a line of its own before ours), and reads GRPC_VERBOSITY only when it is
+    first imported, which `import sdm_async` has done. Point descriptor 2 at /dev/null for the
+    call and keep Python's sys.stderr on the real one: the error is reported once, in our
+    line. With GRPC_VERBOSITY set, the user asked for those lines: they are kept."""
+    if "GRPC_VERBOSITY" in os.environ:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to keep clean
+        yield
+        return
+    python_stderr = sys.stderr
+    sys.stderr = open(real, "w", encoding=python_stderr.encoding, errors="backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)
+        sys.stderr.close()
+        sys.stderr = python_stderr
 
 
 def _quiet_stdout() -> None:
@@ -387,6 +428,11 @@ def _prepare(method: Method, ns: argparse.Namespace) -> _Prepared:
             data = read_file(ns.file) if ns.file else {}
             sets = parse_set(ns.set)
             if method.read_first:
+                if not _update_id(ns, data, sets):
+                    raise UsageError(
+                        f"{where}: give the id of the {param.name} to update (ID, `id:` in "
+                        "the file, or --set id=...)"
+                    )
                 args.append(None)  # filled from `get` once connected
             elif not data and not sets and not param.required:
                 args.append(None)
@@ -412,6 +458,13 @@ def _prepare(method: Method, ns: argparse.Namespace) -> _Prepared:
     if ns.timeout is not None and not ns.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
     return _Prepared(args, data, sets, fields)
+
+
+def _update_id(ns: argparse.Namespace, data: dict[str, Any], sets: list[tuple[str, str]]) -> str:
+    """The object to update: ID on the command line, else --set id=..., else the file's id."""
+    given = ns.id or next((text for name, text in reversed(sets) if name == "id"), None)
+    given = given or data.get("id")
+    return given if isinstance(given, str) else ""
 
 
 def _known_fields(method: Method) -> set[str]:
@@ -460,7 +513,7 @@ def _client(ns: argparse.Namespace) -> Any:
 async def _run(method: Method, ns: argparse.Namespace, prepared: _Prepared, client: Any) -> int:
     from sdm_async._model import Model
     from sdm_async.commands.output import record, writer
-    from sdm_async.commands.values import UsageError, build
+    from sdm_async.commands.values import build
 
     out = writer(ns.output, prepared.fields)
     async with client:
@@ -471,12 +524,7 @@ async def _run(method: Method, ns: argparse.Namespace, prepared: _Prepared, clie
             model = method.model
             assert model is not None
             where = f"{method.service} update"
-            given_id = ns.id or prepared.data.get("id")
-            for name, text in prepared.sets:
-                if name == "id":
-                    given_id = given_id or text
-            if not given_id or not isinstance(given_id, str):
-                raise UsageError(f"{where}: give the id of the {model.name} to update")
+            given_id = _update_id(ns, prepared.data, prepared.sets)
             current = await service.get(given_id, timeout=ns.timeout)
             obj = next(
                 v
