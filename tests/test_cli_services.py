@@ -258,8 +258,11 @@ async def test_update_reads_first_and_changes_only_what_it_names(
 
 
 async def test_a_created_tokens_keys_are_in_the_output_only(emu: Emulator) -> None:
+    perms = json.dumps([sdm_async.Permission.USER_LIST])
     code, out, err = await sdm(
-        emu, "accounts", "create", "--set", "type=token", "--set", "name=ci", "-o", "json"
+        emu,
+        *("accounts", "create", "--set", "type=token", "--set", "name=ci"),
+        *("--set", "account_type=api", "--set", f"permissions={perms}", "-o", "json"),
     )
     assert (code, err) == (0, "")
     shown = json.loads(out)
@@ -268,9 +271,9 @@ async def test_a_created_tokens_keys_are_in_the_output_only(emu: Emulator) -> No
     env = environ(
         emu, SDM_API_ACCESS_KEY=shown["access_key"], SDM_API_SECRET_KEY=shown["secret_key"]
     )
-    code, out, err = await sdm(emu, "accounts", "get", shown["id"], env=env)
-    assert code in (0, 1)  # a fresh token may lack the permission; either way it authenticates
-    assert "AuthenticationError" not in err
+    code, out, err = await sdm(emu, "accounts", "list", "type:token", env=env)
+    assert (code, err) == (0, "")
+    assert [a["name"] for a in json.loads(out)] == ["ci"]
 
 
 async def test_credentials_given_are_never_in_errors(
@@ -302,39 +305,57 @@ async def test_credentials_given_are_never_in_errors(
 # -- errors --------------------------------------------------------------------------------
 
 
-async def test_usage_errors_exit_2_in_one_line_before_any_call(
-    emu: Emulator, tmp_path: Path
+USAGE_CASES: list[tuple[tuple[str, ...], str]] = [
+    (("acounts", "list"), "did you mean accounts"),
+    (("accounts", "lst"), "did you mean list"),
+    (("roles", "get"), "required: id"),
+    (("accounts", "list", "email:?"), "one value per '?'"),
+    (("accounts", "list", "--fields", "id,emial"), "no field emial"),
+    (("accounts", "list", "-o", "xml"), "invalid choice"),
+    (("accounts", "create"), "give the account with -f FILE or --set"),
+    (("accounts", "create", "--set", "email=x@example.com"), "give the Account's type"),
+    (("resources", "create", "--set", "type=postgre"), "did you mean postgres"),
+    (("roles", "create", "--set", "nmae=x"), "did you mean name"),
+    (("roles", "create", "--set", "name"), "NAME=VALUE"),
+    (("roles", "create", "-f", "/nonexistent/role.yaml"), "cannot read it"),
+    (("roles", "update", "--set", "name=x"), "give the id of the role"),
+    (("nodes", "tcp_probe", "n-1", "h", "eighty"), "invalid int value"),
+    (("accounts", "list", "--timeout", "0"), "--timeout"),
+    (("roles", "list", "--root-certificates", "/nonexistent/ca.pem"), "cannot read"),
+    (("accounts", "create", "--set", "type=user", "--set", "created_at=yesterday"), "ISO 8601"),
+]
+
+
+def test_usage_errors_exit_2_in_one_line_before_any_call(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    calls = emu.stats.calls
-    cases: list[tuple[tuple[str, ...], str]] = [
-        (("acounts", "list"), "did you mean accounts"),
-        (("accounts", "lst"), "did you mean list"),
-        (("roles", "get"), "required: id"),
-        (("accounts", "list", "email:?"), "one value per '?'"),
-        (("accounts", "list", "--fields", "id,emial"), "no field emial"),
-        (("accounts", "list", "-o", "xml"), "invalid choice"),
-        (("accounts", "create"), "give the account with -f FILE or --set"),
-        (("accounts", "create", "--set", "email=x@example.com"), "give the Account's type"),
-        (("resources", "create", "--set", "type=postgre"), "did you mean postgres"),
-        (("roles", "create", "--set", "nmae=x"), "did you mean name"),
-        (("roles", "create", "--set", "name"), "NAME=VALUE"),
-        (("roles", "create", "-f", str(tmp_path / "missing.yaml")), "cannot read it"),
-        (("roles", "update", "--set", "name=x"), "give the id of the role"),
-        (("nodes", "tcp_probe", "n-1", "h", "eighty"), "invalid int value"),
-        (("accounts", "list", "--timeout", "0"), "--timeout"),
-        (("roles", "list", "--root-certificates", str(tmp_path / "nope.pem")), "cannot read"),
-    ]
+    """In this process (the same `main` the command runs), with a host where nothing
+    listens: a call would fail with status 1, so 2 says it was refused before any call."""
+    from sdm_async.cli import main
+
+    monkeypatch.setenv("SDM_API_ACCESS_KEY", "auth-0123456789abcdef")
+    monkeypatch.setenv("SDM_API_SECRET_KEY", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=")
+    monkeypatch.setenv("SDM_API_HOST", "127.0.0.1:9")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    cases = [*USAGE_CASES, (("roles", "create", "-f", str(tmp_path / "list.yaml")), "a mapping")]
     for argv, words in cases:
-        code, out, err = await sdm(emu, *argv)
+        code = main([*argv, "--insecure"])
+        out, err = capsys.readouterr()
         assert code == 2, (argv, err)
         assert out == ""
         one_line_error(err, words)
-    (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    code, _, err = await sdm(emu, "roles", "create", "-f", str(tmp_path / "list.yaml"))
-    assert code == 2
-    one_line_error(err, "must hold a mapping")
-    assert emu.stats.calls == calls
+    monkeypatch.delenv("SDM_API_SECRET_KEY")
+    assert main(["roles", "list", "--insecure"]) == 2
+    one_line_error(capsys.readouterr().err, "SDM_API_SECRET_KEY")
 
+
+async def test_usage_errors_in_a_process(emu: Emulator) -> None:
+    calls = emu.stats.calls
+    for argv, words in USAGE_CASES[:4]:
+        code, out, err = await sdm(emu, *argv)
+        assert (code, out) == (2, ""), (argv, err)
+        one_line_error(err, words)
+    assert emu.stats.calls == calls
     env = {k: v for k, v in environ(emu).items() if k != "SDM_API_SECRET_KEY"}
     code, _, err = await sdm(emu, "roles", "list", env=env)
     assert code == 2

@@ -355,6 +355,8 @@ def _execute(method: Method, ns: argparse.Namespace) -> int:
         return _error(f"{type(e).__name__}: {e.msg}", 1)
     except TypeError as e:  # the client refused an argument before calling
         return _error(f"{e}", 2)
+    except Exception as e:  # a bug: still one line, never a traceback
+        return _error(f"unexpected {type(e).__name__}: {e}", 1)
 
 
 @contextlib.contextmanager
