@@ -141,7 +141,8 @@ async def test_create_get_list_in_every_format(emu: Emulator, client: sdm_async.
     assert code == 0
     assert yaml.safe_load(out)["email"] == "alice@example.com"
 
-    code, out, _ = await sdm(emu, "accounts", "list", "email:?", "alice@example.com")
+    # Options may come between the filter and its values.
+    code, out, _ = await sdm(emu, "accounts", "list", "email:?", "-o", "json", "alice@example.com")
     assert code == 0
     assert [a["id"] for a in json.loads(out)] == [uid]
 

@@ -324,7 +324,8 @@ def main(argv: list[str]) -> int:
         )
     method = found[name]
     try:
-        ns = parser(method).parse_args(rest[1:])
+        # Intermixed: options may come between the values (`list "email:?" -o yaml a@b.c`).
+        ns = parser(method).parse_intermixed_args(rest[1:])
     except SystemExit as e:  # --help (0) or a usage error already printed (2)
         return e.code if isinstance(e.code, int) else 2
     return _execute(method, ns)
