@@ -406,3 +406,20 @@ async def test_naming_a_role_to_attach_someone_keeps_its_rules(
     assert result.ok, result.failures
     roles = {r.name: r.access_rules async for r in client.roles.list("")}
     assert roles == {"named-only": rules, "no-rules": []}
+
+
+async def test_a_field_required_only_under_a_condition_is_left_to_the_api() -> None:
+    # An RDP server's identity-alias health-check username is required only with an identity
+    # set: a plain RDP server declares without it, and the emulator (as the API) takes it.
+    data = {
+        "owner": "o",
+        "resources": [
+            {"type": "rdp", "name": "win", "hostname": "h", "port": 3389,
+             "username": "u", "password": "p"}
+        ],
+    }  # fmt: skip
+    spec = provision.parse(data, env={})
+    async with Emulator() as emu, emu.client() as client:
+        result = await provision.apply(client, spec)
+        assert result.ok, result.failures
+        assert emu.backend.count("Resources") == 1

@@ -82,7 +82,7 @@ SERVICES: dict[str, tuple[str, str, dict[str, tuple[str, str, str]]]] = {
     "WorkflowsHistory": ("workflows_history", "", {"List": ("WorkflowHistoryListRequest", "WorkflowHistoryListResponse", "list")}),
 }
 
-# model -> proto fields marked required
+# model -> proto fields marked required (some only under a condition: CONDITIONAL)
 REQUIRED: dict[str, tuple[str, ...]] = {
     "AccessRequest": ('resource_id', 'valid_until', ),
     "AccessRequestConfig": ('resource_id', ),
@@ -271,6 +271,28 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "WorkflowApprover": ('workflow_id', ),
     "WorkflowRole": ('role_id', 'workflow_id', ),
     "Workflow": ('name', ),
+}
+
+# model -> the fields of REQUIRED that are required only when a condition holds
+CONDITIONAL: dict[str, tuple[str, ...]] = {
+    "AKS": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "AKSServiceAccount": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "AmazonEKS": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "AmazonEKSInstanceProfile": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "EntraID": ('privilege_levels', ),
+    "GCPConsole": ('identity_alias_healthcheck_username', ),
+    "GCPWIF": ('identity_alias_healthcheck_username', ),
+    "GoogleGKE": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "GoogleGroups": ('privilege_levels', ),
+    "Kubernetes": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "KubernetesPodIdentity": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "KubernetesServiceAccount": ('discovery_username', 'identity_alias_healthcheck_username', ),
+    "OktaGroups": ('privilege_levels', ),
+    "RDP": ('identity_alias_healthcheck_username', ),
+    "RDPCert": ('identity_alias_healthcheck_username', 'username', ),
+    "SQLServerKerberosAD": ('identity_alias_healthcheck_username', 'username', ),
+    "SSHCert": ('identity_alias_healthcheck_username', 'username', ),
+    "SSHCustomerKey": ('identity_alias_healthcheck_username', 'username', ),
 }
 
 # model -> proto fields that only the server sets

@@ -151,8 +151,12 @@ def settable_fields(cls: type[Model]) -> dict[str, type]:
 
 
 def required_fields(cls: type[Model]) -> tuple[str, ...]:
-    """Attributes the API requires on creation, other than the name (declared apart)."""
-    found = (_attribute(cls, f) for f in catalog.REQUIRED.get(cls.__name__, ()))
+    """Attributes the API requires on creation whatever else is set, other than the name
+    (declared apart). Those it requires only under a condition (`identity_set_id` set or
+    not, ...) are left to the API to check."""
+    conditional = catalog.CONDITIONAL.get(cls.__name__, ())
+    required = (f for f in catalog.REQUIRED.get(cls.__name__, ()) if f not in conditional)
+    found = (_attribute(cls, f) for f in required)
     return tuple(f for f in found if f is not None and f != "name")
 
 

@@ -572,12 +572,20 @@ def _catalog_module(schema: Schema) -> str:
         out.append(f'    "{s.name}": ("{s.py_attr}", "{s.id_prefix}", {{{methods}}}),')
     out.append("}")
     out.append("")
-    out.append("# model -> proto fields marked required")
+    out.append("# model -> proto fields marked required (some only under a condition: CONDITIONAL)")
     out.append("REQUIRED: dict[str, tuple[str, ...]] = {")
     for m in schema.models.values():
         req = [f.proto for f in m.fields if f.required]
         if req:
             out.append(f'    "{m.name}": ({"".join(repr(r) + ", " for r in req)}),')
+    out.append("}")
+    out.append("")
+    out.append("# model -> the fields of REQUIRED that are required only when a condition holds")
+    out.append("CONDITIONAL: dict[str, tuple[str, ...]] = {")
+    for m in schema.models.values():
+        cond = [f.proto for f in m.fields if f.required and f.conditional]
+        if cond:
+            out.append(f'    "{m.name}": ({"".join(repr(r) + ", " for r in cond)}),')
     out.append("}")
     out.append("")
     out.append("# model -> proto fields that only the server sets")

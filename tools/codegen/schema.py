@@ -65,6 +65,7 @@ class Field:
     credential: bool = False
     read_only: bool = False
     required: bool = False
+    conditional: bool = False  # required only when its condition(s) hold
 
 
 @dataclass
@@ -238,6 +239,7 @@ def load(descriptor_set: Path) -> Schema:
             credential=bool(fo.is_credential or fo.write_only or fo.terraform_sensitive),
             read_only=bool(fo.read_only),
             required=bool(fo.required),
+            conditional=bool(fo.condition or fo.conditions),
         )
         converter = custom.converter
         if converter == "access_rules":
