@@ -54,7 +54,7 @@ from sdm_async.provision.spec import _OWNER, SECTIONS
 if TYPE_CHECKING:
     from sdm_async.client import Client
 
-__all__ = ["export", "parse_tags", "sections"]
+__all__ = ["check_owner", "export", "parse_tags", "sections"]
 
 _KINDS = {k.section: k for k in (*OBJECTS, *LINKS)}
 # Which sections a link's ends come from: a link is written only with both of its ends.
@@ -84,6 +84,16 @@ def sections(only: Iterable[str] | None) -> tuple[Kind, ...]:
                 f"users,{target.section},{link.section})"
             )
     return kinds
+
+
+def check_owner(owner: str) -> str:
+    """`owner` if it can be a declaration's `owner:`, checked before any call."""
+    if not isinstance(owner, str) or not _OWNER.fullmatch(owner):
+        raise ValueError(
+            "--owner must be a short name of letters, digits and - _ . / (e.g. team-data): "
+            "the value of the managed-by tag on what the declaration manages"
+        )
+    return owner
 
 
 def parse_tags(tags: Iterable[str]) -> dict[str, str]:
@@ -122,11 +132,7 @@ async def export(
     arguments raise ValueError before any call."""
     kinds = sections(only)
     wanted = dict(tags or {})
-    if not isinstance(owner, str) or not _OWNER.fullmatch(owner):
-        raise ValueError(
-            "owner must be a short name of letters, digits and - _ . / (e.g. team-data)"
-        )
-    found = await _read(client, kinds, wanted, owner)
+    found = await _read(client, kinds, wanted, check_owner(owner))
     return _render(found, kinds, wanted, owner)
 
 
