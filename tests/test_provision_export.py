@@ -261,6 +261,12 @@ async def test_only_and_tag_filters(emu: Emulator, client: sdm_async.Client) -> 
     assert "services" not in data and "nodes" not in data and "grants" not in data
     assert "Tags: team=data." in text
 
+    # A filter's text is shown in a comment, on one line whatever it holds.
+    text = await provision.export(client, tags={"team": "x\nusers: []"})
+    assert "# Sections: users, services, roles, resources, nodes, attachments, grants." in text
+    assert "Tags: team=x\\nusers: []." in text
+    assert set(yaml.safe_load(text)) == {"version", "owner"}
+
     # Another owner sees nothing of platform-team's.
     data = yaml.safe_load(await provision.export(client))
     assert set(data) == {"version", "owner"} and data["owner"] == "sdm-async"
@@ -317,7 +323,12 @@ async def test_link_oddities_are_named_in_the_header(client: sdm_async.Client) -
     assert f"#   grant {max(ids)}: another grant of 'u@example.com' to 'c'" in text
 
 
-async def run_cli(emu: Emulator, *argv: str, env: dict[str, str] | None = None) -> Any:
+async def run_cli(
+    emu: Emulator,
+    *argv: str,
+    env: dict[str, str] | None = None,
+    stdout: int = asyncio.subprocess.PIPE,
+) -> Any:
     """`python -m sdm_async provision export ...` in a real process, against the emulator."""
     environ = {
         **os.environ,
@@ -334,11 +345,11 @@ async def run_cli(emu: Emulator, *argv: str, env: dict[str, str] | None = None) 
         "export",
         *argv,
         env=environ,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, (out or b"").decode(), err.decode()
 
 
 async def test_cli_export(emu: Emulator, client: sdm_async.Client, tmp_path: Path) -> None:
@@ -371,6 +382,13 @@ async def test_cli_export(emu: Emulator, client: sdm_async.Client, tmp_path: Pat
         assert code == 2 and message in err and out == "", (argv, err)
         assert "Traceback" not in err
     assert emu.stats.calls == calls  # nothing reached the API
+
+    # A reader that stops early (`| head -1`) gets its line, and no traceback is printed.
+    read, write = os.pipe()
+    os.close(read)
+    code, _, err = await run_cli(emu, "--insecure", "--owner", "platform-team", stdout=write)
+    os.close(write)
+    assert code == 0 and err == ""
 
     code, _, err = await run_cli(emu, "--insecure", env={"SDM_API_SECRET_KEY": ""})
     assert code == 2 and "SDM_API_SECRET_KEY" in err

@@ -142,7 +142,11 @@ def _export(argv: list[str]) -> int:
     except RPCError as e:
         return _error(f"{type(e).__name__}: {e.msg}", 1)
     if args.output is None:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -355,18 +355,21 @@ def _render(found: _Found, kinds: tuple[Kind, ...], tags: Mapping[str, str], own
     body = _entries(found, kinds, taken)
     what = ", ".join(k.section for k in kinds)
     head = [
-        "# Written by `sdm-async provision export`: read with `sdm-async provision plan|apply`.",
-        f"# Sections: {what}."
+        "Written by `sdm-async provision export`: read with `sdm-async provision plan|apply`.",
+        f"Sections: {what}."
         + (f" Tags: {', '.join(f'{k}={v}' for k, v in sorted(tags.items()))}." if tags else ""),
     ]
     if taken:
-        head.append("# The API never returns credentials: export these variables before plan")
-        head.append("# or apply (a resource's credentials are needed to create it again):")
+        head.append("The API never returns credentials: export these variables before plan")
+        head.append("or apply (a resource's credentials are needed to create it again):")
         width = max(map(len, taken))
-        head += [f"#   {var.ljust(width)}  {what}" for var, what in sorted(taken.items())]
+        head += [f"  {var.ljust(width)}  {what}" for var, what in sorted(taken.items())]
+    if RESOURCE in kinds:
+        head.append("Optional credentials (keys, certificates) are not written: nothing says")
+        head.append("whether a resource has one. Add those your resources use.")
     if found.skipped:
-        head.append("# Not exported:")
-        head += [f"#   {reason}" for reason in found.skipped]
+        head.append("Not exported:")
+        head += [f"  {reason}" for reason in found.skipped]
     data: dict[str, Any] = {"version": 1, "owner": owner, **body}
     text = yaml.dump(
         data,
@@ -376,4 +379,9 @@ def _render(found: _Found, kinds: tuple[Kind, ...], tags: Mapping[str, str], own
         allow_unicode=True,
         width=1_000_000,  # a long value stays on one line: the file diffs line by line
     )
-    return "\n".join(head) + "\n" + text
+    return "".join(f"# {_printable(line)}\n" for line in head) + text
+
+
+def _printable(text: str) -> str:
+    """`text` on one comment line: a name holding a line break must not end the comment."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
