@@ -431,3 +431,11 @@ async def test_an_api_error_during_concurrent_reads_is_raised_as_itself(
     _, err = await proc.communicate()
     assert proc.returncode == 1
     assert err.decode() == "sdm-async provision: AuthenticationError: unknown API access key\n"
+
+
+async def test_the_readme_shows_real_output(client: sdm_async.Client) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split("--tag team=data --insecure`):\n\n```yaml\n", 1)[1].split("```")[0]
+    await applied_example(client)
+    text = await provision.export(client, owner="platform-team", tags={"team": "data"})
+    assert text == shown
