@@ -146,6 +146,10 @@ async def test_adopting_an_unmarked_organisation(client: sdm_async.Client, tmp_p
     await client.account_attachments.create(
         models.AccountAttachment(account_id=alice.id, role_id=role.id)
     )
+    await client.accounts.create(models.Service(name="old-bot", suspended=True))
+    suspended = models.User(email="gone@example.com", first_name="G", last_name="O")
+    suspended.permission_level = "suspended"
+    await client.accounts.create(suspended)
     # Another declaration's object: never in this one's file.
     await client.roles.create(models.Role(name="theirs", tags={"managed-by": "other-team"}))
 
@@ -153,12 +157,21 @@ async def test_adopting_an_unmarked_organisation(client: sdm_async.Client, tmp_p
     data = yaml.safe_load(text)
     assert [r["name"] for r in data["roles"]] == ["dba"]
     assert data["attachments"] == [{"account": "alice@example.com", "role": "dba"}]
+    assert data["services"] == [{"name": "old-bot", "suspended": True}]
+    assert data["users"][1] == {
+        "email": "gone@example.com",
+        "first_name": "G",
+        "last_name": "O",
+        "suspended": True,
+    }
     assert "#   1 object(s) of the declaration with owner 'other-team'" in text
     spec = load(tmp_path, text, {})
     plan = await provision.plan(client, spec)
     assert {(c.action, c.key, c.fields) for c in plan.changes} == {
         ("adopt", "alice@example.com", ("tags",)),
         ("adopt", "dba", ("tags",)),
+        ("adopt", "gone@example.com", ("tags",)),
+        ("adopt", "old-bot", ("tags",)),
     }
     assert not plan.conflicts
     result = await provision.apply(client, spec)

@@ -193,7 +193,7 @@ async def _read(
         type_name(obj)
         for objs in listed.values()
         for obj in objs
-        if not any(k.holds(obj) for k in OBJECTS)
+        if not any(k.holds(obj) for k in OBJECTS) and _selected(obj, tags)
     ]
     for name in sorted(set(unsupported)):
         found.skipped.append(
