@@ -446,9 +446,14 @@ async def test_an_api_error_during_concurrent_reads_is_raised_as_itself(
     assert err.decode() == "sdm-async provision: AuthenticationError: unknown API access key\n"
 
 
-async def test_the_readme_shows_real_output(client: sdm_async.Client) -> None:
+def readme_export() -> str:
+    """The export the README shows."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    shown = readme.split("--tag team=data --insecure`):\n\n```yaml\n", 1)[1].split("```")[0]
+    return readme.split("--tag team=data --insecure`):\n\n```yaml\n", 1)[1].split("```")[0]
+
+
+async def test_the_readme_shows_real_output(client: sdm_async.Client) -> None:
+    shown = readme_export()
     await applied_example(client)
     text = await provision.export(client, owner="platform-team", tags={"team": "data"})
     assert text == shown
