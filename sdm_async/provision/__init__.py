@@ -10,12 +10,15 @@ objects refer to each other by natural key (email, name). Objects this package c
 the tag `managed-by: <owner>` (the file's `owner:`, `sdm-async` by default); only those are
 deleted, and only with `prune`. An object marked by another owner is a conflict, unless
 `take_over` names that owner. Only the attributes the file states are compared and written.
-The one-time tokens of created services and nodes are in `result.tokens`. The command line
-is `sdm-async provision plan|apply FILE`. See `examples/provision/org.yaml`.
+The one-time tokens of created services and nodes are in `result.tokens`.
+`await sdm_async.provision.export(client, owner="team")` writes an organisation as a
+declaration (YAML text) to adopt it. The command line is `sdm-async provision plan|apply FILE`
+and `sdm-async provision export [-o FILE]`. See `examples/provision/org.yaml`.
 """
 
 from sdm_async.provision.apply import ConflictError, Failure, Result, Tokens, apply
 from sdm_async.provision.diff import Change, Plan, diff, plan
+from sdm_async.provision.export import export
 from sdm_async.provision.kinds import MARK_KEY, MARK_VALUE
 from sdm_async.provision.org import Org, read
 from sdm_async.provision.spec import Declared, Problem, Spec, SpecError, load, parse
@@ -36,6 +39,7 @@ __all__ = [
     "Tokens",
     "apply",
     "diff",
+    "export",
     "load",
     "parse",
     "plan",

@@ -1,4 +1,5 @@
-"""`sdm-async provision plan|apply FILE`: show or make the changes a declaration asks for.
+"""`sdm-async provision plan|apply FILE`: show or make the changes a declaration asks for;
+`sdm-async provision export [-o FILE]`: write one from an organisation.
 
 Exit status: 0 when done (or nothing to do), 1 when a change failed, conflicts block the
 apply (whether or not anything else was to do) or a one-time token could not be saved, 2 for
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -24,6 +26,8 @@ from sdm_async.client import Client
 from sdm_async.errors import RPCError
 from sdm_async.provision.apply import TOKEN_KINDS, ConflictError, Result, Tokens, apply
 from sdm_async.provision.diff import Plan, plan
+from sdm_async.provision.export import check_owner, export, parse_tags, sections
+from sdm_async.provision.kinds import MARK_VALUE
 from sdm_async.provision.render import plan_table, result_table
 from sdm_async.provision.spec import Spec, SpecError, load
 
@@ -34,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdm-async provision",
         description="Make a StrongDM organisation match a YAML declaration. Connects with "
-        "SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and SDM_API_HOST.",
+        "SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and SDM_API_HOST. `sdm-async provision "
+        "export` writes a declaration from an organisation (see `export --help`).",
     )
     parser.add_argument("command", choices=("plan", "apply"), help="show, or make, the changes")
     parser.add_argument("file", help="the declaration (YAML)")
@@ -75,7 +80,84 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdm-async provision export",
+        description="Write the organisation as a declaration that `plan` and `apply` read "
+        "(to adopt it: export with --owner, plan, apply). Credentials are never written: "
+        "${VAR} placeholders stand for them, listed at the top of the file. Connects with "
+        "SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY and SDM_API_HOST.",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (replaced) rather than stdout"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        help="sections to write, separated by commas: users, services, roles, resources, "
+        "nodes, attachments, grants (links need their ends' sections; default: all)",
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="only objects with this tag (repeatable: all of them); links when both ends are",
+    )
+    parser.add_argument(
+        "--owner",
+        default=MARK_VALUE,
+        help="the file's `owner:`: unmarked objects and those tagged managed-by: OWNER are "
+        "written (apply marks the unmarked ones); other owners' objects are left out "
+        f"(default: {MARK_VALUE})",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plain-text gRPC (for a local emulator)"
+    )
+    return parser
+
+
+def _export(argv: list[str]) -> int:
+    args = _export_parser().parse_args(argv)
+    try:  # every argument is checked before any call
+        kinds = sections(args.only.split(",") if args.only is not None else None)
+        tags = parse_tags(args.tag)
+        owner = check_owner(args.owner)
+        client = Client.from_env(insecure=args.insecure)
+    except ValueError as e:
+        return _error(str(e), 2)
+    if args.output is not None and not Path(args.output).parent.is_dir():
+        return _error(f"-o {args.output}: no such directory", 2)
+
+    async def run() -> str:
+        async with client:
+            return await export(client, only=[k.section for k in kinds], tags=tags, owner=owner)
+
+    try:
+        text = asyncio.run(run())
+    except ValueError as e:
+        return _error(str(e), 2)
+    except KeyboardInterrupt:
+        return _error("interrupted: nothing was written", 130)
+    except RPCError as e:
+        return _error(f"{type(e).__name__}: {e.msg}", 1)
+    if args.output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        return _error(f"cannot write {args.output}: {e.strerror}", 1)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["export"]:
+        return _export(argv[1:])
     args = _parser().parse_args(argv)
     if args.concurrency is not None and args.concurrency < 1:
         return _error("--concurrency must be at least 1", 2)

@@ -19,6 +19,7 @@ commas.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +42,8 @@ from sdm_async.provision.spec import Ref, Spec
 
 if TYPE_CHECKING:
     from sdm_async.client import Client
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["LOOKUP_LIMIT", "Org", "gather", "lookup", "read"]
 
@@ -83,10 +86,20 @@ async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     async def one(i: int, call: Callable[[], Awaitable[T]]) -> None:
         results[i] = await call()
 
-    async with anyio.create_task_group() as tg:
-        for i, call in enumerate(calls):
-            tg.start_soon(one, i, call)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+                tg.start_soon(one, i, call)
+    except BaseExceptionGroup as group:
+        # The failure itself, not the task group's wrapper: callers catch the SDK's errors
+        # (RPCError) as from a single call, and the command line prints one line.
+        raise _first(group) from None
     return results
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    inner = group.exceptions[0]
+    return _first(inner) if isinstance(inner, BaseExceptionGroup) else inner
 
 
 def _service(client: Client, kind: Kind) -> Any:
