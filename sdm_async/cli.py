@@ -12,7 +12,7 @@ USAGE = """usage: sdm-async COMMAND [options]
 commands:
   emulator   serve a local emulator of the StrongDM API (see `sdm-async emulator --help`)
   demo       provision and read back an organisation on an embedded emulator
-  provision  plan or apply a YAML declaration of an organisation (`sdm-async provision --help`)
+  provision  plan, apply or export a YAML declaration (`sdm-async provision --help`)
   SERVICE    call the API: `sdm-async accounts list 'email:?' alice@example.com`,
              `sdm-async roles get r-123` (`sdm-async SERVICE --help` lists its methods;
              credentials from SDM_API_ACCESS_KEY, SDM_API_SECRET_KEY, SDM_API_HOST)
