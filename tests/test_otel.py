@@ -346,6 +346,25 @@ async def test_instrument_refuses_bad_input(otel: Telemetry) -> None:
             otel.instrument(client)
 
 
+def test_with_the_api_alone_calls_work_and_nothing_is_recorded() -> None:
+    # A fresh process: no SDK configured, so the global providers are the API's no-ops.
+    code = """if True:
+        import asyncio, sdm_async, sdm_async.otel
+        from sdm_async.testing import Emulator
+
+        async def main():
+            async with Emulator() as emu:
+                hook = sdm_async.otel.instrument()
+                async with emu.client(on_attempt=hook) as client:
+                    made = await client.roles.create(sdm_async.Role(name="data"))
+                    print(made.role.name)
+
+        asyncio.run(main())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "data\n"
+
+
 def test_import_sdm_async_does_not_import_opentelemetry() -> None:
     code = "import sys, sdm_async; print(sorted(m for m in sys.modules if 'opentelemetry' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
