@@ -44,6 +44,9 @@ RESOURCE_EXHAUSTED = 8
 # waiting to send) reports no last attempt: its span is ended when the task makes another
 # call through the same hook, or ends.
 ABANDONED = "_OTHER"
+# Seconds, from a fast call on loopback to rate-limit windows and retries that take minutes
+# (the SDK's default buckets are for milliseconds: every value would land in the first).
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 @dataclass
@@ -83,7 +86,10 @@ class Instrumentation:
             "sdm.client.calls", "{call}", "Calls finished, by method and status"
         )
         self._duration = meter.create_histogram(
-            "sdm.client.call.duration", "s", "Calls' time, every wait and retry included"
+            "sdm.client.call.duration",
+            "s",
+            "Calls' time, every wait and retry included",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._retries = meter.create_counter(
             "sdm.client.retries", "{retry}", "Attempts sent again, by the status that failed"
@@ -97,6 +103,7 @@ class Instrumentation:
             "sdm.client.attempt.wait",
             "s",
             "Time each attempt waited for the rate limit (pacing) and a free slot",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._attributes: dict[str, dict[str, Any]] = {}
         self._pending: weakref.WeakKeyDictionary[object, _Call] = weakref.WeakKeyDictionary()

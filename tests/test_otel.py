@@ -135,6 +135,9 @@ async def test_a_call_is_a_span_with_its_attempt_as_child(otel: Telemetry) -> No
     assert wait.count == 1
     [duration] = otel.points("sdm.client.call.duration")
     assert duration.count == 1 and duration.sum == pytest.approx((call_end - call_start) / 1e9)
+    # Buckets in seconds, not the SDK's default ones for milliseconds (0, 5, 10, ... 10000).
+    for histogram in (wait, duration):
+        assert histogram.explicit_bounds[0] == 0.005 and histogram.explicit_bounds[-1] == 120
 
 
 async def test_a_retried_call_has_one_span_per_attempt_and_counts_the_retry(
