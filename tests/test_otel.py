@@ -203,8 +203,32 @@ async def test_a_call_refused_for_the_rate_limit_is_counted(otel: Telemetry) -> 
     assert [_attr(c, "error.type") for c in refused] == ["RateLimitError"]
 
 
-async def test_pacing_waits_are_measured_from_the_call_to_its_send(otel: Telemetry) -> None:
-    # 2 calls per 1 s window: of 5 calls in a row, the pacer holds some until a window resets.
+async def test_a_wait_for_a_free_slot_is_the_attempts_wait(otel: Telemetry) -> None:
+    # One call in flight at a time, each answered after 0.3 s: of two calls made together,
+    # one waits for the other's answer before it is sent.
+    attempts: list[sdm_async.Attempt] = []
+    async with Emulator(latency=0.3) as emu:
+        async with emu.client(max_in_flight=1, on_attempt=attempts.append) as client:
+            otel.instrument(client)
+            called = time.time_ns()
+            await asyncio.gather(*(client.roles.create(sdm_async.Role(name=n)) for n in "ab"))
+    spans = sorted(
+        (span for call in otel.calls() for span in otel.attempts(call)), key=lambda s: _times(s)
+    )
+    first, second = spans
+    assert _times(second)[0] >= _times(first)[1] - 1_000_000  # sent once the slot was free
+    for span in spans:
+        # `sdm.wait` is the whole time between the call and its send (a little is signing).
+        assert _times(span)[0] - _ns(_attr(span, "sdm.wait")) == pytest.approx(called, abs=0.1e9)
+    assert _attr(second, "sdm.wait") >= 0.3 - 0.1  # at least the first call's latency
+    assert sorted(_attr(s, "sdm.wait") for s in spans) == sorted(a.waited for a in attempts)
+    [wait] = otel.points("sdm.client.attempt.wait")
+    assert wait.count == 2 and wait.sum == pytest.approx(sum(a.waited for a in attempts))
+
+
+async def test_pacing_waits_and_refused_probes_are_recorded(otel: Telemetry) -> None:
+    # 2 calls per 1 s window: 5 calls in a row are held by the pacer (which may probe the
+    # window's end with a call the server refuses, and retries it).
     attempts: list[sdm_async.Attempt] = []
     async with Emulator(rate_limit=2, rate_limit_window=1.0) as emu:
         async with emu.client(on_attempt=attempts.append) as client:
@@ -213,19 +237,19 @@ async def test_pacing_waits_are_measured_from_the_call_to_its_send(otel: Telemet
             for i in range(5):
                 called.append(time.time_ns())
                 await client.roles.create(sdm_async.Role(name=f"r{i}"))
-    assert otel.counts("sdm.client.refused") == {}
     calls = sorted(otel.calls(), key=lambda s: _times(s)[0])
-    assert len(calls) == 5 and all(a.error is None for a in attempts)
-    for call, attempt, t0 in zip(calls, attempts, called, strict=True):
-        [span] = otel.attempts(call)
-        sent = _times(span)[0]
-        assert _attr(span, "sdm.wait") == attempt.waited
-        # `waited` is the whole time between the call and its send (a little is signing).
-        assert sent - _ns(attempt.waited) == pytest.approx(t0, abs=0.1e9)
-    held = max(a.waited for a in attempts)
-    assert held > 0.2  # some call waited for a window to reset
+    assert len(calls) == 5
+    spans = [span for call in calls for span in otel.attempts(call)]
+    assert [_attr(s, "sdm.wait") for s in spans] == [a.waited for a in attempts]
+    for call, t0 in zip(calls, called, strict=True):
+        first = otel.attempts(call)[0]
+        assert _times(first)[0] - _ns(_attr(first, "sdm.wait")) == pytest.approx(t0, abs=0.1e9)
+    refused = sum(isinstance(a.error, errors.RateLimitError) for a in attempts)
+    assert otel.counts("sdm.client.refused") == ({("Create", None): refused} if refused else {})
+    assert otel.counts("sdm.client.calls") == {("Create", OK): 5}
     [wait] = otel.points("sdm.client.attempt.wait")
-    assert wait.count == 5 and wait.sum == pytest.approx(sum(a.waited for a in attempts))
+    assert wait.count == len(attempts)
+    assert wait.sum == pytest.approx(sum(a.waited for a in attempts))
 
 
 def _ns(seconds: float) -> int:
