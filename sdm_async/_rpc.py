@@ -52,6 +52,7 @@ class Attempt:
     duration: float  # seconds
     error: errors.RPCError | None
     retry_in: float | None  # seconds until the next attempt, None if none follows
+    waited: float = 0.0  # seconds it waited for the rate limit and a free slot before sending
 
 
 def _serialize(message: Any) -> bytes:
@@ -324,6 +325,7 @@ class Transport:
         pacer = self.pacer
         attempt = 0
         while True:
+            queued = time.perf_counter()  # the attempt's waits count from here
             attempt += 1
             token: Token | None = None
             if pacer is not None:
@@ -352,6 +354,7 @@ class Transport:
                     self.in_flight += 1
                     loads[channel] += 1
                     started = time.perf_counter()
+                    waited = started - queued
                     error: errors.RPCError | None = None
                     # Signed here, per attempt, over the bytes sent: an interceptor would cost
                     # a task and a loop turn per call, and gRPC's own retries are off.
@@ -394,7 +397,7 @@ class Transport:
                     pacer.release(token)
             if error is None:
                 if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
-                    self._report(name, attempt, time.perf_counter() - started, None, None)
+                    self._report(name, attempt, time.perf_counter() - started, None, None, waited)
                 return response
             duration = time.perf_counter() - started
             wait = self.retry.delay(
@@ -406,7 +409,7 @@ class Transport:
                 paced=None if pacer is None else pacer.retry_in(name),
                 creates=_creates(name),
             )
-            self._report(name, attempt, duration, error, wait)
+            self._report(name, attempt, duration, error, wait, waited)
             if wait is None:
                 raise error from cause
             self.retries += 1
@@ -432,9 +435,10 @@ class Transport:
         duration: float,
         error: errors.RPCError | None,
         wait: float | None,
+        waited: float,
     ) -> None:
         if log.isEnabledFor(logging.DEBUG):
             status = "OK" if error is None else type(error).__name__
             log.debug("%s attempt=%d %.1f ms %s", name, attempt, duration * 1000, status)
         if self.on_attempt is not None:
-            self.on_attempt(Attempt(name, attempt, duration, error, wait))
+            self.on_attempt(Attempt(name, attempt, duration, error, wait, waited))
