@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from sdm_async.client import Client, ClientOptions
 
 
+# Seconds `stop()` lets calls in flight finish (and clients hang up) by default.
+_STOP_GRACE = 1.0
+
+
 class Emulator:
     """A local StrongDM API. Options (all keyword-only):
 
@@ -205,9 +209,15 @@ class Emulator:
         self._server = server
 
     async def stop(self, grace: float | None = None) -> None:
+        """Stop serving. Calls in flight get `grace` seconds to finish (None: 1 s), then
+        fail with UNAVAILABLE; 0 cuts them off at once."""
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(grace)
+            # Cutting calls off makes gRPC tear every open connection down with an error
+            # GOAWAY, which each client's gRPC core logs on stderr ("Got goaway [2]"), idle
+            # or closing connections included. A graceful stop sends a plain GOAWAY, on which
+            # idle clients hang up at once: it ends as soon as the calls in flight are done.
+            await server.stop(_STOP_GRACE if grace is None else grace or None)
         if self.journal is not None:
             self.journal.close()
             self.journal = None
