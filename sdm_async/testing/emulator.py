@@ -182,7 +182,13 @@ class Emulator:
             raise RuntimeError("the emulator is already started")
         # No SO_REUSEPORT: with it a second server binds a port in use and the two split the
         # connections between them.
-        options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
+        options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 0),
+            # Keepalive pings at any rate, on idle connections too, whatever a client is set
+            # to send (the live API's limits are unknown): by default gRPC answers a third
+            # ping within 5 min (2 h when idle) with a GOAWAY "too_many_pings".
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
         if self._max_streams is not None:
             options.append(("grpc.max_concurrent_streams", self._max_streams))
         try:
