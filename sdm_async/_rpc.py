@@ -36,6 +36,27 @@ log = logging.getLogger("sdm_async")
 STREAMS_PER_CHANNEL = 64
 
 
+# Default gRPC channel arguments; `Client(channel_options=...)` overrides any of them.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.enable_retries", 0),  # gRPC's own retries would resend stale signatures
+    ("grpc.primary_user_agent", "sdm-async"),
+    # A client may live for days (a web app's). A connection that a NAT or load balancer
+    # dropped without a word must be noticed, not waited on until each call's deadline:
+    # - with calls in flight, a ping after 30 s without news, and any ping unanswered for
+    #   10 s (gRPC's flow-control pings too, 60 s by default) closes the connection: its
+    #   calls fail with UNAVAILABLE and are retried on a new one;
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),
+    # - no pings on idle connections (servers refuse them by default, with a GOAWAY
+    #   "too_many_pings"): a connection idle for 2 min is closed instead, before the usual
+    #   NAT and load balancer idle timeouts (4 min and more) drop it; the next call opens a
+    #   new one.
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.client_idle_timeout_ms", 120_000),
+)
+
+
 class MethodInfo(NamedTuple):
     name: str  # "Accounts.List": what the signature covers
     path: str  # "/v1.Accounts/List": what gRPC routes on
@@ -235,16 +256,14 @@ class Transport:
             raise errors.ClientClosedError(CLOSED)
         loop = asyncio.get_running_loop()
         count = max(1, math.ceil(self.max_in_flight / STREAMS_PER_CHANNEL))
-        base = [
-            ("grpc.enable_retries", 0),  # gRPC's own retries would resend stale signatures
-            ("grpc.primary_user_agent", "sdm-async"),
-            *self._channel_options,
-        ]
+        # The caller's channel_options replace the defaults of the same name.
+        base = dict(CHANNEL_OPTIONS)
+        base.update(self._channel_options)
         for index in range(count):
             # Channels with equal arguments share one connection (and its stream limit): a
             # distinct argument and a local subchannel pool give each channel its own.
             options = [
-                *base,
+                *base.items(),
                 ("grpc.use_local_subchannel_pool", 1),
                 ("sdm_async.channel_index", index),
             ]

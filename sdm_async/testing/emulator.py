@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from sdm_async.client import Client, ClientOptions
 
 
+# Seconds `stop()` lets calls in flight finish (and clients hang up) by default.
+_STOP_GRACE = 1.0
+
+
 class Emulator:
     """A local StrongDM API. Options (all keyword-only):
 
@@ -180,7 +184,13 @@ class Emulator:
             raise RuntimeError("the emulator is already started")
         # No SO_REUSEPORT: with it a second server binds a port in use and the two split the
         # connections between them.
-        options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
+        options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 0),
+            # Keepalive pings at any rate, on idle connections too, whatever a client is set
+            # to send (the live API's limits are unknown): by default gRPC answers a third
+            # ping within 5 min (2 h when idle) with a GOAWAY "too_many_pings".
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
         if self._max_streams is not None:
             options.append(("grpc.max_concurrent_streams", self._max_streams))
         try:
@@ -207,9 +217,15 @@ class Emulator:
         self._server = server
 
     async def stop(self, grace: float | None = None) -> None:
+        """Stop serving. Calls in flight get `grace` seconds to finish (None: 1 s), then
+        fail with UNAVAILABLE; 0 cuts them off at once."""
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(grace)
+            # Cutting calls off makes gRPC tear every open connection down with an error
+            # GOAWAY, which each client's gRPC core logs on stderr ("Got goaway [2]"), idle
+            # or closing connections included. A graceful stop sends a plain GOAWAY, on which
+            # idle clients hang up at once: it ends as soon as the calls in flight are done.
+            await server.stop(_STOP_GRACE if grace is None else grace or None)
         if self.journal is not None:
             self.journal.close()
             self.journal = None
