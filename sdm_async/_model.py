@@ -105,7 +105,8 @@ def json_dict_from_pb(text: str) -> dict[str, Any]:
 
 
 def json_to_pb(value: Any) -> str:
-    return json.dumps(value)
+    # NaN and infinities would make text that is not JSON (json.dumps writes `NaN`).
+    return json.dumps(value, allow_nan=False)
 
 
 def union_error(union: str, value: object, members: Mapping[type, Any]) -> str:

@@ -38,8 +38,9 @@ def quote_filter_args(filter: str, *args: object) -> str:
         raise errors.BadRequestError(f"filter must be a str, got {type(filter).__name__}")
     parts = filter.split("?")
     if len(parts) != len(args) + 1:
+        shown = filter if len(filter) <= 200 else f"{filter[:130]}...{filter[-60:]}"
         raise errors.BadRequestError(
-            f"filter {filter!r} has {len(parts) - 1} '?' placeholder(s) but {len(args)} "
+            f"filter {shown!r} has {len(parts) - 1} '?' placeholder(s) but {len(args)} "
             "argument(s) were given: pass one argument per '?'"
         )
     out = [parts[0]]

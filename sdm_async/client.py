@@ -69,6 +69,11 @@ def _check_access_key(api_access_key: object) -> str:
         raise ValueError("api_access_key is empty: pass the access key of a StrongDM API key")
     if any(c.isspace() for c in key):
         raise ValueError("api_access_key contains whitespace: pass the access key exactly")
+    if not (key.isascii() and key.isprintable()):  # it travels as a gRPC header
+        raise ValueError(
+            "api_access_key holds characters other than printable ASCII: pass the access key "
+            "exactly as StrongDM showed it"
+        )
     return key
 
 
@@ -141,6 +146,10 @@ class Client(Services):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         _check_root_certificates(root_certificates, insecure)
+        if not isinstance(user_agent, str) or not (
+            user_agent.isascii() and user_agent.isprintable()
+        ):
+            raise ValueError("user_agent must be a str of printable ASCII (it is a gRPC header)")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a sdm_async.RetryPolicy, not {type(retry).__name__}")
         policy = retry or RetryPolicy()

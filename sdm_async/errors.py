@@ -159,6 +159,10 @@ TLS_HINT = (
     "to trust a private CA pass root_certificates=<PEM bytes> (Client.from_env: "
     "SDM_API_ROOT_CERTIFICATES=<path>); for a plain-text server pass insecure=True"
 )
+SIZE_HINT = (
+    "a message was over gRPC's 4 MiB limit: ask for smaller pages (page_limit=) or send less "
+    "at once"
+)
 _RATE_LIMIT_TYPE = "type.googleapis.com/v1.RateLimitMetadata"
 
 
@@ -184,6 +188,9 @@ def from_grpc(err: grpc.aio.AioRpcError) -> RPCError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(msg)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if "larger than max" in msg and not details:
+            # gRPC's own size limit, not a rate limit: asking again gets the same answer.
+            return RPCError(f"{msg}\n{SIZE_HINT}", code.value[0])
         return RateLimitError(msg, _rate_limit(details))
     if code == grpc.StatusCode.UNAVAILABLE and "handshake failed" in msg.lower():
         return UnavailableError(f"{msg}\n{TLS_HINT}")

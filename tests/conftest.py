@@ -20,6 +20,7 @@ import grpc.aio
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
+from hypothesis import settings
 
 from sdm_async._generated.v1 import accounts_pb2, spec_pb2
 from sdm_async._signing import sign, utc_date
@@ -145,3 +146,10 @@ def rate_limit_details(seconds_until_reset: float) -> spec_pb2.RateLimitMetadata
     )
     md.reset_at.FromDatetime(reset)
     return md
+
+
+# Property and fuzz tests: few examples by default so that the suite stays quick on CI's two
+# cores; HYPOTHESIS_PROFILE=thorough explores much more. No deadline: examples call a server.
+settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=500, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from sdm_async._signing import Signer, utc_date
+from sdm_async._signing import Signer, decode_secret, utc_date
 from sdm_async.testing.status import ApiError
 
 # The permission a token needs for each method of the core services (`service.kind`); other
@@ -86,6 +86,20 @@ class Key:
         return needed is not None and needed in self.permissions
 
 
+def check_key_pair(access_key: str, secret_key: str) -> bytes:
+    """The secret's bytes, or ValueError when the pair is one a client could not send: the
+    same rules as `sdm_async.Client`, so that the emulator never accepts a key the client
+    refuses (a secret with a space inside would otherwise decode here and not there)."""
+    if not isinstance(access_key, str) or not access_key:
+        raise ValueError("the access key must be a non-empty str")
+    if not (access_key.isascii() and access_key.isprintable()) or " " in access_key:
+        raise ValueError("the access key must be printable ASCII without spaces")
+    try:
+        return decode_secret(secret_key)
+    except (TypeError, ValueError):  # its message names the client's parameter
+        raise ValueError("the secret key is not base64: give it as it was issued") from None
+
+
 def new_key_pair() -> tuple[str, str]:
     """A fresh (access key, base64 secret) in the API's format."""
     return f"auth-{secrets.token_hex(8)}", base64.b64encode(secrets.token_bytes(32)).decode()
@@ -103,7 +117,9 @@ class Keys:
         account_id: str = "",
         permissions: frozenset[str] | None = None,
     ) -> Key:
-        key = Key(access_key, Signer(base64.b64decode(secret_key)), account_id, permissions)
+        key = Key(
+            access_key, Signer(check_key_pair(access_key, secret_key)), account_id, permissions
+        )
         self._keys[access_key] = key
         return key
 

@@ -494,12 +494,14 @@ class Backend:
     def _paging(self, meta: Message) -> tuple[int, int]:
         after = 0
         if meta.cursor:
-            try:
-                after = int(meta.cursor)
-            except ValueError:
+            # Only what next_cursor holds: up to 19 decimal digits (int() also takes "-1",
+            # " 2" and "1_0", and refuses over 4,300 digits with an error of its own).
+            cursor = meta.cursor
+            if not (len(cursor) <= 19 and cursor.isascii() and cursor.isdigit()):
                 raise bad_request(
                     f"invalid cursor {meta.cursor!r}: pass back a next_cursor unchanged"
-                ) from None
+                )
+            after = int(meta.cursor)
         if meta.limit < 0:
             raise bad_request("meta.limit must be >= 0")
         limit = min(meta.limit or self.page_size, self.max_page_size)

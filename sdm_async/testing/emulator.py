@@ -11,8 +11,6 @@ against it too.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import datetime
 import errno
@@ -27,7 +25,7 @@ import grpc
 import grpc.aio
 
 from sdm_async.testing import views_audit, views_health
-from sdm_async.testing.auth import Keys, new_key_pair
+from sdm_async.testing.auth import Keys, check_key_pair, new_key_pair
 from sdm_async.testing.backend import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Backend
 from sdm_async.testing.journal import Journal
 from sdm_async.testing.server import Faults, RateLimiter, Servicer, Stats
@@ -97,11 +95,8 @@ class Emulator:
             raise ValueError(f"port must be between 0 and 65535 (0 picks a free one), not {port}")
         if max_concurrent_streams is not None and max_concurrent_streams < 1:
             raise ValueError("max_concurrent_streams must be at least 1")
-        if secret_key is not None:
-            try:
-                base64.b64decode(secret_key)
-            except binascii.Error:
-                raise ValueError("the secret key is not base64: give it as it was issued") from None
+        if access_key is not None and secret_key is not None:
+            check_key_pair(access_key, secret_key)
         self.host = host.strip("[]")  # an IPv6 address may come bracketed or not
         self.port = port
         if tls_cert is not None and tls_key is not None:

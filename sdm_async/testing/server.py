@@ -176,9 +176,12 @@ class Servicer(grpc.GenericRpcHandler):  # type: ignore[misc]
             self.faults.strike("before")
             try:
                 request = m.request.FromString(body)
-            except Exception:
+            except Exception:  # DecodeError, or a string field that is not UTF-8
                 raise ApiError(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"{m.full_name}: malformed request"
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{m.full_name}: malformed request: {len(body)} bytes that are not a valid "
+                    f"{m.request.DESCRIPTOR.full_name} (bad protobuf encoding, or a string "
+                    "field that is not UTF-8)",
                 ) from None
             reply = self.backend.call(m, request, key)
             self.faults.strike("after")
