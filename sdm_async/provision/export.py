@@ -12,8 +12,10 @@ the way Terraform imports one: export it under an owner, set the variables the h
 - Credentials are never written, not even those the API returns (a postgres `username`):
   where the object has one, or needs one to be created, a `${VAR}` named after the object and
   the field (`${PG_APP_PASSWORD}`) stands for it, and the header lists them.
-- Attributes at their default value, read-only ones (ids, timestamps, health), the `managed-by`
-  tag (which `owner:` means) and the `level-before-suspension` bookkeeping tag are left out.
+- Attributes at their default value or at the value the API assigns when none is given
+  (`port_override`, `bind_interface`, a `healthcheck_namespace` of `default`, a gateway's
+  `bind_address` from its listen address), read-only ones (ids, timestamps, health), the
+  `managed-by` tag (which `owner:` means) and the `level-before-suspension` bookkeeping tag are left out.
 - Entries are sorted by natural key, keys within an entry in a fixed order, and nothing varies
   between runs (no date, no host): the same organisation gives the same text.
 """
@@ -249,6 +251,23 @@ def _variable(name: str, field_: str, taken: dict[str, str], what: str) -> str:
     return var
 
 
+# Attributes the API assigns when a declaration leaves them out (a local port and interface
+# for clients): written, they would copy one organisation's allocation into another.
+ASSIGNED = frozenset({"port_override", "bind_interface"})
+
+
+def _assigned_default(obj: Any, f: str, value: Any) -> bool:
+    """Whether `value` is what the API fills in for `f` when it is not given."""
+    if f in ASSIGNED:
+        return True
+    if f == "healthcheck_namespace":
+        return bool(value == "default")
+    if f == "bind_address":  # a gateway's: every interface, the listen address's port
+        port = str(getattr(obj, "listen_address", "")).rpartition(":")[2]
+        return bool(value == f"0.0.0.0:{port}")
+    return False
+
+
 def _typed(kind: Kind, obj: Any, taken: dict[str, str]) -> dict[str, Any]:
     """A resource or node entry: name, type, the attributes not at their default, tags."""
     cls = type(obj)
@@ -262,7 +281,7 @@ def _typed(kind: Kind, obj: Any, taken: dict[str, str]) -> dict[str, Any]:
             if value or f in required:
                 var = _variable(obj.name, f, taken, f"{kind.name} {obj.name!r}: {f}")
                 entry[f] = f"${{{var}}}"
-        elif value != getattr(blank, f) or f in required:
+        elif f in required or (value != getattr(blank, f) and not _assigned_default(obj, f, value)):
             entry[f] = _escaped(value)
     return entry
 
