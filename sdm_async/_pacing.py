@@ -22,6 +22,18 @@ one unit of it:
   doubling gaps (bisection once both bounds are known), so learning a bucket costs a few
   refused probes, once; in steady state the calls spread over each window keep the bounds
   narrow and none is refused.
+- Several clients may share one budget (processes or hosts on one key). `remaining` counts
+  every client's calls, so what it falls by beyond our own answered and in-flight calls is
+  the others' (a lower bound: none is ever counted that was not). Once any is seen, the
+  bucket is `shared`: `remaining` is discounted by the others' rate since the answer, and
+  every call (not only held ones) goes one `spacing` after the last, where our rate is what
+  is left spread over the time to the reset less the others' rate. When each client does
+  this, the sum is what is left over the time left: together they spend each window
+  without being refused, each estimating the rest from the answers alone. A window with no
+  one else's call makes the bucket `alone` again (the sole user's pacing above); until a
+  bucket's first window has passed, at most a sixteenth of its budget goes at once, or one
+  call more than were answered (others may be starting too: a fresh window's first calls
+  are the one place where clients that know nothing of each other can overlap).
 - A method's bucket is learnt from its first answer. Until then one call probes and the
   others are paced against the bucket answered last (methods often share one; a wrong
   guess costs one round trip), or, on a client that knows no budget yet, wait for the
@@ -67,10 +79,12 @@ class Bucket:
         "in_flight",
         "limit",
         "lo",
+        "mark_at",
         "name",
         "next_release",
         "others",
         "own",
+        "probing",
         "queue",
         "quiet",
         "remaining",
@@ -105,10 +119,12 @@ class Bucket:
         self.shared = False  # others' calls seen: pace to our share of what is left
         self.quiet = True  # no one else's call seen in the current window so far
         self.own = 0  # our calls answered (not refused) from the current window
-        self.base = 0  # others' calls counted by the window's first answer we had
+        self.base = 0  # others' calls in the window by `mark_at`, when their rate was last sampled
+        self.mark_at = 0.0
         self.others = 0.0  # their rate, calls per second, as the newest estimate says
         self.word_at = 0.0  # our time of the newest `remaining`
         self.spacing = 0.0  # our share's release spacing, last computed (0: the window's)
+        self.probing = False  # `available` last granted a probe, not a unit of a known budget
 
     def __repr__(self) -> str:
         return (
@@ -155,18 +171,21 @@ class Bucket:
         return left
 
     def _available(self, now: float) -> int:
+        self.probing = False
         left = self.remaining - self.in_flight
-        if self.shared:  # what the others took since the newest word is gone too
+        if self.shared:
+            if now >= self.opens():  # a new window: its budget, less what others took of it
+                since = now - max(self.reset_at - self.hi, self.word_at)
+                return math.floor(self.limit - self.in_flight - self.others * since)
+            # What the others took since the newest word is gone too.
             left = math.floor(left - self.others * (now - self.word_at))
         if left > 0 or now < self.reset_at - self.hi:  # budget left, or surely not reset
             return left
-        if now >= self.opens():  # the window has reset: a full budget (less the others')
-            if self.shared:
-                since = now - max(self.reset_at - self.hi, self.word_at)
-                return math.floor(self.limit - self.in_flight - self.others * since)
+        if now >= self.opens():  # the window has reset: a full budget
             return self.limit - self.in_flight
         # Not sure: one probe at a time (after the old window's answers), at its time.
-        return 1 if not self.in_flight and now >= self.probe_at() else 0
+        self.probing = not self.in_flight and now >= self.probe_at()
+        return 1 if self.probing else 0
 
     def share_spacing(self, now: float, units: int) -> float:
         """Our release spacing while others share the budget: the `units` left spread over
@@ -393,6 +412,8 @@ class Pacer:
     def _advance(self, b: Bucket, now: float, units: int) -> None:
         """A unit of `b` was just granted: when may the next go?"""
         if b.shared:
+            if b.probing:  # one unit of a budget not known: the probe's answer will pace us
+                return
             spacing = b.share_spacing(now, units)
             floor = now - spacing  # others fill our idle slots: catch up by one at most
         else:
@@ -492,6 +513,7 @@ class Pacer:
             b.own = 0 if refused else 1
             b.quiet = True
             b.base = 0 if refused else self._others(b, b.limit)
+            b.mark_at = now
         elif reset > b.reset_at - SAME_WINDOW:  # the same window: the lowest word is newest
             if refused:
                 b.remaining = 0
@@ -502,9 +524,12 @@ class Pacer:
                     b.remaining = rate_limit.remaining
                     b.word_at = now
                 seen = self._others(b, b.limit)
-                dt = now - b.seen
+                dt = now - b.mark_at
                 if dt >= OTHERS_DT and b.shared:
-                    b.others = max(0, seen - b.base) / dt
+                    # Their rate lately, smoothed: it follows them starting and stopping
+                    # within a window, not only from one window to the next.
+                    b.others = (b.others + max(0, seen - b.base) / dt) / 2
+                    b.base, b.mark_at = seen, now
         # else: an answer from a window already past; only its bounds below still count.
         # The server handled the call after it was sent and before its window ended...
         if reset - sent < b.hi:
