@@ -554,6 +554,10 @@ class Pacer:
         seen = limit - b.remaining - b.own - (b.in_flight - 1)
         if seen > 0 and b.quiet:
             b.quiet = False
+            if not b.shared:
+                # Their rate is not measured yet: assume they take what is left at the
+                # fair rate (by our clock) and start at the least share until it is.
+                b.others = b.remaining / max(b.reset_at - time.time(), MIN_GAP)
             b.shared, b.alone = True, False
         return max(seen, 0)
 
