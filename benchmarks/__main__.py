@@ -34,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="tiny sizes, 1 round: checks it runs")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file ({DEFAULT_OUT.name})")
     p.add_argument(
+        "--only",
+        metavar="CASE",
+        action="append",
+        help="measure only this case (by id; repeatable), without memory and conversion",
+    )
+    p.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
@@ -78,7 +84,10 @@ def _versions() -> dict[str, str]:
 
 
 async def run(
-    mode: str, console: Console, pinned: tuple[set[int], set[int]] | None
+    mode: str,
+    console: Console,
+    pinned: tuple[set[int], set[int]] | None,
+    only: list[str] | None = None,
 ) -> tuple[dict[str, Any], list[C.Case]]:
     sizes = C.SIZES[mode]
     started = time.perf_counter()
@@ -87,12 +96,21 @@ async def run(
     env.start()
     try:
         await env.load_ids()
-        console.log("conversion microbenchmark")
-        conversion = await C.conversion(env)
-        console.log(f"memory: listing {' and '.join(f'{n:,}' for n in sizes.memory_n)} accounts")
-        memory = C.memory(env)
+        conversion: dict[str, Any] | None = None
+        memory: dict[str, Any] | None = None
+        if not only:
+            console.log("conversion microbenchmark")
+            conversion = await C.conversion(env)
+            shown = " and ".join(f"{n:,}" for n in sizes.memory_n)
+            console.log(f"memory: listing {shown} accounts")
+            memory = C.memory(env)
         env.procs["memory"].stop()
         cases = C.build(env)
+        if only:
+            unknown = set(only) - {c.id for c in cases}
+            if unknown:
+                raise SystemExit(f"--only: no case {', '.join(sorted(unknown))}")
+            cases = [c for c in cases if c.id in only]
         for case in cases:
             case.runs = {c.label: [] for c in case.contenders}
         for r in range(sizes.rounds):
@@ -112,7 +130,8 @@ async def run(
     finally:
         env.stop()
     checks = [check_json(k) for c in cases for k in c.checks(c)]
-    checks += [check_json(k) for k in C.memory_checks(memory)]
+    if memory is not None:
+        checks += [check_json(k) for k in C.memory_checks(memory)]
     doc = {
         "meta": {
             "mode": mode,
@@ -143,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "smoke" if args.smoke else "full"
     console = Console(stderr=True)
     pinned = pin() if args.pin else None
-    doc, cases = asyncio.run(run(mode, console, pinned))
+    doc, cases = asyncio.run(run(mode, console, pinned, args.only))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     out = Console()

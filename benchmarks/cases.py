@@ -55,12 +55,26 @@ class Sizes:
     rate_limit: int  # calls per window in the rate-limited emulator
     rate_window: float  # seconds
     rate_rounds: int  # rounds of the rate-limit case (each takes RATE_JOB windows or more)
+    shared_limit: int  # calls per window of the key that several processes share
+    shared_window: float  # seconds
+    shared_jobs: tuple[tuple[int, int], ...]  # (processes, creates in all) of the shared case
+    shared_rounds: int
+    shared_official: bool  # the official SDK's baseline too (processes of 64 threads each)
 
 
+SHARED_FULL = ((1, 1_200), (4, 1_200), (8, 1_600))
+SHARED_QUICK = ((1, 400), (4, 400), (8, 800))
 SIZES = {
-    "full": Sizes(5, 20_000, 2_000, 5_000, 300, (10_000, 100_000), 400, 2.0, 3),
-    "quick": Sizes(3, 20_000, 400, 1_500, 100, (10_000, 100_000), 100, 1.0, 1),
-    "smoke": Sizes(1, 1_000, 20, 100, 10, (1_000, 3_000), 20, 0.5, 1),
+    "full": Sizes(
+        5, 20_000, 2_000, 5_000, 300, (10_000, 100_000), 400, 2.0, 3, 100, 1.0, SHARED_FULL, 2, True
+    ),
+    "quick": Sizes(
+        3, 20_000, 400, 1_500, 100, (10_000, 100_000), 100, 1.0, 1, 100, 1.0, SHARED_QUICK, 1, True
+    ),
+    # The shared case's smoke run: two short runs (process start-up is most of them).
+    "smoke": Sizes(
+        1, 1_000, 20, 100, 10, (1_000, 3_000), 20, 0.5, 1, 20, 0.5, ((1, 20), (2, 20)), 1, False
+    ),
 }
 
 
@@ -138,6 +152,12 @@ class Env:
             "latency": ("--latency", LATENCY),  # fresh: concurrent creates
             "memory": ("--seed-users", str(max(sizes.memory_n))),
             "rate": ("--rate-limit", str(sizes.rate_limit), "--rate-limit-window", window),
+            "shared": (
+                "--rate-limit",
+                str(sizes.shared_limit),
+                "--rate-limit-window",
+                f"{sizes.shared_window:g}",
+            ),
         }
         self.procs = {
             name: EmulatorProcess(self.key, self.secret, *opts, cpus=server_cpus)
@@ -323,13 +343,116 @@ def build(env: Env) -> list[Case]:
             f"{z.rate_limit} per {z.rate_window:g} s, concurrency {CONCURRENCY}",
             "calls/s",
             [Contender(SDM, paced), Contender(threads, blind)],
-            checks=partial(_rate_checks, allowed=allowed, others=(threads,)),
+            checks=partial(_rate_checks, allowed=allowed, labels=(SDM,), others=(threads,)),
             rounds=z.rate_rounds,
             baselines={OFFICIAL: threads},
             notes=["each run starts as a rate-limit window starts"],
         )
     )
+
+    # 5. Several processes, each its own client, sharing one key (and so one budget).
+    cases.append(shared_case(env))
     return cases
+
+
+def shared_case(env: Env) -> Case:
+    z = env.sizes
+    target = env.target("shared")
+    allowed = z.shared_limit / z.shared_window
+    contenders = []
+    for procs, n in z.shared_jobs:
+        label = f"{SDM} x{procs}"
+        contenders.append(Contender(label, partial(_shared_run, env, target, SDM, procs, n, label)))
+    others = []
+    if z.shared_official:
+        # The official SDK's blind backoff as a baseline, at the middle size only (slow).
+        procs, n = z.shared_jobs[len(z.shared_jobs) // 2]
+        label = f"{OFFICIAL} {CONCURRENCY} threads x{procs}"
+        others.append(
+            Contender(label, partial(_shared_run, env, target, OFFICIAL, procs, n, label))
+        )
+    sizes = ", ".join(f"{p} x {n // p:,}" for p, n in z.shared_jobs)
+    return Case(
+        "shared-key",
+        f"bulk create from several processes sharing one key (processes x creates: {sizes}), "
+        f"limit {z.shared_limit} per {z.shared_window:g} s, concurrency {CONCURRENCY} each",
+        "calls/s",
+        contenders + others,
+        checks=partial(
+            _rate_checks,
+            allowed=allowed,
+            labels=[c.label for c in contenders],
+            others=[c.label for c in others],
+        ),
+        rounds=z.shared_rounds,
+        baselines={},
+        notes=[
+            "each process is its own client; all start as a window starts; the rate is every "
+            "process's creates over the time from that start to the last one's end",
+        ],
+    )
+
+
+async def _shared_run(
+    env: Env, target: Target, client: str, procs: int, n: int, label: str, round: int
+) -> Run:
+    return await asyncio.to_thread(_shared_procs, env, target, client, procs, n, label, round)
+
+
+def _shared_procs(
+    env: Env, target: Target, client: str, procs: int, n: int, label: str, round: int
+) -> Run:
+    """`procs` processes of `benchmarks.shared`, each creating its share of `n` users, all
+    from the start of one window; their runs summed."""
+    argv = [sys.executable, "-m", "benchmarks.shared"]
+    children = [
+        subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(procs)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"benchmarks.shared exited ({child.wait()})")
+        window = env.sizes.shared_window
+        now = time.time()
+        start = (now // window + 1) * window + 0.01
+        for i, child in enumerate(children):
+            spec = {
+                "address": target.address,
+                "access_key": target.access_key,
+                "secret_key": target.secret_key,
+                "client": client,
+                "tag": _tag("sk", label, round) + f"p{i}",
+                "n": n // procs,
+                "concurrency": CONCURRENCY,
+                "start": start,
+            }
+            assert child.stdin is not None
+            child.stdin.write(json.dumps(spec) + "\n")
+            child.stdin.close()  # every process has its spec before any may end
+        runs = []
+        for child in children:
+            assert child.stdout is not None
+            out = child.stdout.read()
+            if child.wait(600):
+                raise RuntimeError(f"benchmarks.shared failed ({child.returncode})")
+            runs.append(json.loads(out))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    ended = max(r["ended"] for r in runs)
+    return Run(
+        sum(r["done"] for r in runs),
+        ended - start,
+        sum(r["cpu"] for r in runs),
+        sum(r["errors"] for r in runs),
+        sum(r["attempts"] for r in runs),
+        sum(r["refused"] for r in runs),
+        next((r["first_error"] for r in runs if r["first_error"]), ""),
+    )
 
 
 def _vs_official(c: Case, least: float) -> list[Check]:
@@ -340,10 +463,12 @@ def _vs_bare(c: Case) -> list[Check]:
     return [ratio_check(c, SDM, BARE, 0.9, ">= 0.9x bare grpc.aio calls/s")]
 
 
-def _rate_checks(c: Case, allowed: float, others: Sequence[str]) -> list[Check]:
+def _rate_checks(
+    c: Case, allowed: float, labels: Sequence[str], others: Sequence[str]
+) -> list[Check]:
     out = []
-    for label in (SDM, *others):
-        info = "" if label == SDM else "(info) "
+    for label in (*labels, *others):
+        info = "" if label in labels else "(info) "
         runs = c.runs.get(label, [])
         use = median([r.rate / allowed for r in runs])
         refused = median([r.refused / r.attempts if r.attempts else 0.0 for r in runs])

@@ -22,6 +22,18 @@ one unit of it:
   doubling gaps (bisection once both bounds are known), so learning a bucket costs a few
   refused probes, once; in steady state the calls spread over each window keep the bounds
   narrow and none is refused.
+- Several clients may share one budget (processes or hosts on one key). `remaining` counts
+  every client's calls, so what it falls by beyond our own answered and in-flight calls is
+  the others' (a lower bound: none is ever counted that was not). Once any is seen, the
+  bucket is `shared`: `remaining` is discounted by the others' rate since the answer, and
+  every call (not only held ones) goes one `spacing` after the last, where our rate is what
+  is left spread over the time to the reset less the others' rate. When each client does
+  this, the sum is what is left over the time left: together they spend each window
+  without being refused, each estimating the rest from the answers alone. A window with no
+  one else's call makes the bucket `alone` again (the sole user's pacing above); until a
+  bucket's first window has passed, at most a sixteenth of its budget goes at once, or one
+  call more than were answered (others may be starting too: a fresh window's first calls
+  are the one place where clients that know nothing of each other can overlap).
 - A method's bucket is learnt from its first answer. Until then one call probes and the
   others are paced against the bucket answered last (methods often share one; a wrong
   guess costs one round trip), or, on a client that knows no budget yet, wait for the
@@ -51,6 +63,9 @@ log = logging.getLogger("sdm_async")
 PROBE_WAIT = 0.25  # seconds a call waits for a probe's answer before going anyway
 SAME_WINDOW = 0.001  # reset_at values closer than this are one window (pb vs datetime rounding)
 MIN_GAP = 0.01  # seconds: the shortest gap between probes, and the coarsest trusted model
+OTHERS_DT = 0.05  # seconds of a window's answers before its rate of others' calls is trusted
+SLOW_START = 16  # a new bucket's first burst: at most this fraction of its budget (1/16)
+SHARE_FLOOR = 16  # a sharing client goes at least this fraction of the fair rate (1/16)
 INF = math.inf
 
 
@@ -58,20 +73,30 @@ class Bucket:
     """What the pacer knows of one server-side budget."""
 
     __slots__ = (
+        "alone",
+        "base",
         "hi",
         "in_flight",
         "limit",
         "lo",
+        "mark_at",
         "name",
         "next_release",
+        "others",
+        "own",
+        "probing",
         "queue",
+        "quiet",
         "remaining",
         "reset_at",
         "rtt",
         "seen",
+        "shared",
+        "spacing",
         "timer",
         "timer_at",
         "window",
+        "word_at",
     )
 
     def __init__(self, name: str, remaining: int = 0) -> None:
@@ -89,12 +114,24 @@ class Bucket:
         self.next_release = 0.0  # wall time before which no queued call may go
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        # Sharing the budget with other clients (other processes on the same key):
+        self.alone = False  # a window passed with no call but ours: pace as its sole user
+        self.shared = False  # others' calls seen: pace to our share of what is left
+        self.quiet = True  # no one else's call seen in the current window so far
+        self.own = 0  # our calls answered (not refused) from the current window
+        self.base = 0  # others' calls in the window by `mark_at`, when their rate was last sampled
+        self.mark_at = 0.0
+        self.others = 0.0  # their rate, calls per second, as the newest estimate says
+        self.word_at = 0.0  # our time of the newest `remaining`
+        self.spacing = 0.0  # our share's release spacing, last computed (0: the window's)
+        self.probing = False  # `available` last granted a probe, not a unit of a known budget
 
     def __repr__(self) -> str:
         return (
             f"<Bucket {self.name!r} limit={self.limit} remaining={self.remaining} "
             f"in_flight={self.in_flight} queued={len(self.queue)} window={self.window:.3g}s "
-            f"offset=[{self.lo:.3g}, {self.hi:.3g})s>"
+            f"offset=[{self.lo:.3g}, {self.hi:.3g})s others={self.others:.3g}/s"
+            f"{' alone' if self.alone else ''}>"
         )
 
     def opens(self) -> float:
@@ -102,6 +139,9 @@ class Bucket:
         it, reset by our own clock); INF while the bounds are too wide to say: probe."""
         lo, hi = self.lo, self.hi
         spacing = self.window / self.limit if self.limit else 0.0
+        # Sharing, our own calls are further apart (so are the bounds they give): a reset
+        # known within our own spacing costs at most one of our releases, so it will do.
+        spacing = max(spacing, min(self.spacing, self.window / 4))
         if hi - lo > max(spacing, 2 * self.rtt, MIN_GAP):
             return INF
         return self.reset_at - (lo if hi <= 0 else max(lo, 0.0))
@@ -121,13 +161,46 @@ class Bucket:
         return early + max(gap, early - max(seen, reset))
 
     def available(self, now: float) -> int:
+        left = self._available(now)
+        if not self.alone and not self.shared:
+            # Not known to be alone yet: others may be starting just as we do, so not the
+            # whole budget at once; a sixteenth of it, or one more call in flight than
+            # answered, until the answers show whether others spend it too (slow start).
+            cap = max(self.own + 1, self.remaining // SLOW_START)
+            left = min(left, cap - self.in_flight)
+        return left
+
+    def _available(self, now: float) -> int:
+        self.probing = False
         left = self.remaining - self.in_flight
+        if self.shared:
+            if now >= self.opens():  # a new window: its budget, less what others took of it
+                since = now - max(self.reset_at - self.hi, self.word_at)
+                return math.floor(self.limit - self.in_flight - self.others * since)
+            # What the others took since the newest word is gone too.
+            left = math.floor(left - self.others * (now - self.word_at))
         if left > 0 or now < self.reset_at - self.hi:  # budget left, or surely not reset
             return left
         if now >= self.opens():  # the window has reset: a full budget
             return self.limit - self.in_flight
         # Not sure: one probe at a time (after the old window's answers), at its time.
-        return 1 if not self.in_flight and now >= self.probe_at() else 0
+        self.probing = not self.in_flight and now >= self.probe_at()
+        return 1 if self.probing else 0
+
+    def share_spacing(self, now: float, units: int) -> float:
+        """Our release spacing while others share the budget: the `units` left spread over
+        the time to the reset is what all of us may spend, less the others' rate. When
+        every client does this they converge on even shares that spend the window."""
+        reset = self.reset_at
+        if now >= self.opens():
+            reset += self.window
+        off = min(max(self.lo, 0.0), self.hi)  # our clock's reading where the bounds allow
+        left = max(reset - off - now, MIN_GAP)
+        fair = units / left
+        rate = max(fair - self.others, fair / SHARE_FLOOR)
+        # Never past the reset: the next window's budget is a new share.
+        self.spacing = min(1 / rate, left)
+        return self.spacing
 
     def wake_at(self, now: float) -> float | None:
         """When the clock alone may free a unit that `available(now)` did not; None when only
@@ -140,6 +213,7 @@ class Bucket:
 
 # Methods whose answers carry no budget: always free, never queued.
 UNPACED = Bucket("\0unpaced", remaining=sys.maxsize)  # a name no server bucket has
+UNPACED.alone = True  # nothing to share: the fast path
 
 
 class _Unknown:
@@ -179,7 +253,7 @@ class Pacer:
         """Take a unit for one attempt of `method` if one is free now; None: `await wait()`."""
         b = self._by_method.get(method)
         if b is not None:
-            if b.remaining > b.in_flight and not b.queue:  # the common case: no clock read
+            if b.alone and b.remaining > b.in_flight and not b.queue:  # no clock read
                 b.in_flight += 1
                 return b
             return self._take_slow(b)
@@ -198,10 +272,18 @@ class Pacer:
         return self._take_slow(guess) if guess is not None else None
 
     def _take_slow(self, b: Bucket) -> Bucket | None:
-        if not b.queue and b.available(time.time()) > 0:
-            b.in_flight += 1
-            return b
-        return None
+        if b.queue:
+            return None
+        now = time.time()
+        if b.shared and now < b.next_release:  # sharing, every call keeps our spacing
+            return None
+        units = b.available(now)
+        if units <= 0:
+            return None
+        b.in_flight += 1
+        if b.shared:
+            self._advance(b, now, units)
+        return b
 
     async def wait(self, method: str, deadline: float | None) -> Token | None:
         """Wait for a unit; None if the loop-time `deadline` comes first. Only a bucket that
@@ -312,7 +394,8 @@ class Pacer:
             if now < b.next_release:
                 self._wake(b, b.next_release)
                 return
-            if b.available(now) <= 0:
+            units = b.available(now)
+            if units <= 0:
                 # Spent for this window: look again at the reset or the next probe (or
                 # sooner, if an answer frees a unit); else only an answer can free a unit.
                 at = b.wake_at(now)
@@ -321,17 +404,27 @@ class Pacer:
                 return
             b.in_flight += 1
             queue.popleft().set_result(None)
-            spacing = b.window / b.limit if b.limit else 0.0
-            # One release per spacing. After a late timer catch up by a few at most, and
-            # never with slots from before a reset (that would be the burst we avoid).
-            floor = now - 4 * spacing
-            opened = b.opens()
-            if opened <= now and opened > floor:
-                floor = opened
-            b.next_release = max(b.next_release, floor) + spacing
+            self._advance(b, now, units)
         if b.timer is not None:
             b.timer.cancel()
             b.timer = None
+
+    def _advance(self, b: Bucket, now: float, units: int) -> None:
+        """A unit of `b` was just granted: when may the next go?"""
+        if b.shared:
+            if b.probing:  # one unit of a budget not known: the probe's answer will pace us
+                return
+            spacing = b.share_spacing(now, units)
+            floor = now - spacing  # others fill our idle slots: catch up by one at most
+        else:
+            spacing = b.window / b.limit if b.limit else 0.0
+            # After a late timer catch up by a few at most.
+            floor = now - 4 * spacing
+        # Never with slots from before a reset (that would be the burst we avoid).
+        opened = b.opens()
+        if opened <= now and opened > floor:
+            floor = opened
+        b.next_release = max(b.next_release, floor) + spacing
 
     def _wake(self, b: Bucket, when: float) -> None:
         if b.timer is not None:
@@ -409,16 +502,34 @@ class Pacer:
         if rtt < b.rtt:
             b.rtt = rtt
         if reset > b.reset_at + SAME_WINDOW:  # a newer window
-            if b.reset_at and (not b.window or reset - b.reset_at < b.window):
-                b.window = reset - b.reset_at  # windows are fixed: the shortest step is one
+            if b.reset_at:
+                if not b.window or reset - b.reset_at < b.window:
+                    b.window = reset - b.reset_at  # windows are fixed: the shortest step is one
+                if b.quiet:  # the window we leave showed no one else's calls
+                    b.alone, b.shared, b.others, b.spacing = True, False, 0.0, 0.0
             b.reset_at = reset
             b.remaining = 0 if refused else rate_limit.remaining
-            b.seen = now
+            b.seen = b.word_at = now
+            b.own = 0 if refused else 1
+            b.quiet = True
+            b.base = 0 if refused else self._others(b, b.limit)
+            b.mark_at = now
         elif reset > b.reset_at - SAME_WINDOW:  # the same window: the lowest word is newest
             if refused:
                 b.remaining = 0
-            elif rate_limit.remaining < b.remaining:
-                b.remaining = rate_limit.remaining
+                b.word_at = now
+            else:
+                b.own += 1
+                if rate_limit.remaining < b.remaining:
+                    b.remaining = rate_limit.remaining
+                    b.word_at = now
+                seen = self._others(b, b.limit)
+                dt = now - b.mark_at
+                if dt >= OTHERS_DT and b.shared:
+                    # Their rate lately, smoothed: it follows them starting and stopping
+                    # within a window, not only from one window to the next.
+                    b.others = (b.others + max(0, seen - b.base) / dt) / 2
+                    b.base, b.mark_at = seen, now
         # else: an answer from a window already past; only its bounds below still count.
         # The server handled the call after it was sent and before its window ended...
         if reset - sent < b.hi:
@@ -434,6 +545,21 @@ class Pacer:
                     b.hi = INF
         if b.queue:
             self._pump(b)
+
+    @staticmethod
+    def _others(b: Bucket, limit: int) -> int:
+        """Others' calls in the current window, at least, by the newest word: the server
+        counted `limit - remaining`, of which ours are those answered and, at most, those
+        still in flight (this answer's call among them). Any at all: we share."""
+        seen = limit - b.remaining - b.own - (b.in_flight - 1)
+        if seen > 0 and b.quiet:
+            b.quiet = False
+            if not b.shared:
+                # Their rate is not measured yet: assume they take what is left at the
+                # fair rate (by our clock) and start at the least share until it is.
+                b.others = b.remaining / max(b.reset_at - time.time(), MIN_GAP)
+            b.shared, b.alone = True, False
+        return max(seen, 0)
 
     def _link(self, method: str, b: Bucket) -> Bucket:
         self._by_method[method] = b

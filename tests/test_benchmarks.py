@@ -13,7 +13,16 @@ from pathlib import Path
 from benchmarks.report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = {"list-1000", "list-default", "get", "create", "bulk-64", "bulk-256", "rate-limit"}
+CASES = {
+    "list-1000",
+    "list-default",
+    "get",
+    "create",
+    "bulk-64",
+    "bulk-256",
+    "rate-limit",
+    "shared-key",
+}
 
 
 def test_smoke_run_measures_every_case_without_errors(tmp_path: Path) -> None:
