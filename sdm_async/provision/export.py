@@ -15,7 +15,8 @@ the way Terraform imports one: export it under an owner, set the variables the h
 - Attributes at their default value or at the value the API assigns when none is given
   (`port_override`, `bind_interface`, a `healthcheck_namespace` of `default`, a gateway's
   `bind_address` from its listen address), read-only ones (ids, timestamps, health), the
-  `managed-by` tag (which `owner:` means) and the `level-before-suspension` bookkeeping tag are left out.
+  `managed-by` tag (which `owner:` means) and the `level-before-suspension` bookkeeping tag
+  are left out.
 - Entries are sorted by natural key, keys within an entry in a fixed order, and nothing varies
   between runs (no date, no host): the same organisation gives the same text.
 """
