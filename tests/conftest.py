@@ -153,3 +153,21 @@ def rate_limit_details(seconds_until_reset: float) -> spec_pb2.RateLimitMetadata
 settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
 settings.register_profile("thorough", max_examples=500, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Any]:
+    """An in-process emulator with default settings."""
+    from sdm_async.testing import Emulator
+
+    async with Emulator() as e:
+        yield e
+
+
+@pytest.fixture
+async def client(emu: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A client of `emu` with its admin key, retrying as the test module's `CLIENT_RETRY`
+    says (the default policy when it has none)."""
+    retry = getattr(request.module, "CLIENT_RETRY", None)
+    async with emu.client(retry=retry) as c:
+        yield c

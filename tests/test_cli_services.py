@@ -9,7 +9,6 @@ import io
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,6 @@ from sdm_async.commands import methods, parser
 from sdm_async.testing import Emulator
 
 SECRET_WORD = "hunter2-not-to-be-shown"
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client() as c:
-        yield c
 
 
 def environ(emu: Emulator, **extra: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -22,16 +21,7 @@ from sdm_async.testing import Emulator, schema
 NO_RETRY = RetryPolicy(max_retries=0, retry_rate_limit_errors=False)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client(retry=NO_RETRY) as c:
-        yield c
+CLIENT_RETRY = NO_RETRY  # the `client` fixture's policy (conftest.py)
 
 
 def user(i: int | str, **kw: Any) -> sdm_async.User:

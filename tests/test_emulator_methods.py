@@ -25,12 +25,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield e
 
 
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client() as c:
-        yield c
-
-
 async def items(pager: Any) -> list[Any]:
     return [x async for x in pager]
 

@@ -44,12 +44,6 @@ ALICE = {"email": "alice@example.com", "first_name": "Alice", "last_name": "Smit
 BOB = {"email": "bob@example.com", "first_name": "Bob", "last_name": "Jones"}
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Start the app (its lifespan), talk to it over ASGI, stop it."""

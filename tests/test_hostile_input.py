@@ -7,7 +7,6 @@ random well-formed messages to every method and checks its state after each roun
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -29,16 +28,7 @@ SECRET = base64.b64encode(b"s" * 32).decode()
 NO_RETRY = RetryPolicy(max_retries=0, retry_rate_limit_errors=False)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client(retry=NO_RETRY) as c:
-        yield c
+CLIENT_RETRY = NO_RETRY  # the `client` fixture's policy (conftest.py)
 
 
 def user(name: str, **kw: Any) -> sdm_async.User:

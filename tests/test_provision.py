@@ -8,7 +8,6 @@ import datetime
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +118,7 @@ def rendered(plan: provision.Plan) -> str:
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client(retry=FAST_RETRY) as c:
-        yield c
+CLIENT_RETRY = FAST_RETRY  # the `client` fixture's policy (conftest.py)
 
 
 async def test_plan_on_an_empty_org_only_reads(emu: Emulator, client: sdm_async.Client) -> None:

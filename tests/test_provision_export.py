@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,7 @@ EXAMPLE_ENV = {
 }
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client(retry=FAST_RETRY) as c:
-        yield c
+CLIENT_RETRY = FAST_RETRY  # the `client` fixture's policy (conftest.py)
 
 
 def variables(text: str) -> dict[str, str]:

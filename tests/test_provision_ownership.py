@@ -11,7 +11,6 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,7 @@ WRITES = ("Create", "Update", "Delete")
 RULES = [{"tags": {"env": "prod"}}]
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client(retry=FAST_RETRY) as c:
-        yield c
+CLIENT_RETRY = FAST_RETRY  # the `client` fixture's policy (conftest.py)
 
 
 def writes(emu: Emulator) -> dict[str, int]:

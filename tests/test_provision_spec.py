@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +39,6 @@ def rendered(plan: provision.Plan) -> str:
     console = Console(file=io.StringIO(), width=250)
     console.print(plan_table(plan))
     return console.file.getvalue()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[sdm_async.Client]:
-    async with emu.client() as c:
-        yield c
 
 
 # -- ${VAR} everywhere --------------------------------------------------------------------------

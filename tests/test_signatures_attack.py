@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hmac
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -19,12 +18,6 @@ from sdm_async import errors
 from sdm_async._generated.v1 import accounts_pb2
 from sdm_async._signing import sign, utc_date
 from sdm_async.testing import Emulator, auth
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
 
 
 def state(emu: Emulator) -> Any:
