@@ -233,6 +233,46 @@ def check_crud_policy(c: Any, out: str, emu: Emulator) -> None:
     assert names == ["forbid-everything", "forbid-one-thing", "forbid-one-thing"]
 
 
+def check_assign_manager_to_users(c: Any, out: str, emu: Emulator) -> None:
+    manager, worker = (
+        only(c.accounts.list("email:?", e))
+        for e in ("create-user-example@example.com", "create-user2@example.com")
+    )
+    assert re.findall(r"^\tResolvedManagerID: (.*)$", out, re.M) == [manager.id]
+    assert re.findall(r"^\tManagerID: (.*)$", out, re.M) == [manager.id, manager.id, ""]
+    assert worker.manager_id == worker.resolved_manager_id == ""
+
+
+def check_suspend_account(c: Any, out: str, emu: Emulator) -> None:
+    user = c.accounts.get(printed(out, "ID")).account
+    assert user.suspended and user.permission_level == strongdm.PermissionLevel.SUSPENDED
+    assert printed(out, "Suspended") == "True"
+
+
+def check_find_policy(c: Any, out: str, emu: Emulator) -> None:
+    assert re.findall(r"\tName:(\S+)$", out, re.M) == [
+        "permit-sql-select-policy",
+        "forbid-sql-delete-policy",
+        "default-forbid-policy",
+        "forbid-connect-policy",
+        "forbid-sql-delete-policy",
+    ]
+    assert list(c.policies.list("")) == []
+
+
+def check_create_auto_grant_workflow(c: Any, out: str, emu: Emulator) -> None:
+    wf = only(c.workflows.list(""))
+    assert wf.auto_grant and wf.enabled and wf.access_rules == [{"tags": {"env": "dev"}}]
+    link = c.workflow_roles.get(printed(out, "ID")).workflow_role
+    assert link.workflow_id == wf.id
+    # What the workflow's rules match becomes requestable through the role it is linked to.
+    dev = strongdm.Redis(name="dev-cache", hostname="cache", tags={"env": "dev"})
+    rid = c.resources.create(dev).resource.id
+    c.resources.create(strongdm.Redis(name="prod-cache", hostname="cache"))
+    got = list(c.requestable_role_entitlements.list(link.role_id, ""))
+    assert [(e.resource_id, e.origin_id) for e in got] == [(rid, wf.id)]
+
+
 Check = Callable[[Any, str, Emulator], None]
 CHECKS: dict[str, Check] = {
     name.removeprefix("check_"): fn
