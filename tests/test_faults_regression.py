@@ -396,10 +396,15 @@ async def test_cancelled_and_abandoned_listings_and_bulk_iter_leave_nothing_runn
         # A listing left after its first item.
         async for _ in client.accounts.list(""):
             break
-        # A listing cancelled while a page is being fetched.
-        reading = asyncio.ensure_future(collect(client.accounts.list("")))
-        while emu.stats.in_flight == 0:
-            await asyncio.sleep(0)
+        # A listing cancelled midway.
+        first = asyncio.Event()
+
+        async def read() -> None:
+            async for _ in client.accounts.list(""):
+                first.set()  # the pages after the first are still to come (60 in pages of 5)
+
+        reading = asyncio.ensure_future(read())
+        await first.wait()
         reading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reading
