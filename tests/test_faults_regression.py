@@ -233,8 +233,10 @@ async def test_bulk_through_faults_reports_every_item_and_makes_each_once(when: 
 
 
 @contextmanager
-def emulator_process(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    args = ("--port", "0", "--db", str(db), "--access-key", KEY, "--secret-key", SECRET)
+def emulator_process(db: Path | None, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`sdm-async emulator` in its own process (state in `db` when given) and its address."""
+    kept = ("--db", str(db)) if db is not None else ()
+    args = ("--port", "0", *kept, "--access-key", KEY, "--secret-key", SECRET, *extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdm_async", "emulator", *args],
         stdout=subprocess.PIPE,
