@@ -349,6 +349,7 @@ async def test_ten_thousand_calls_keep_memory_descriptors_and_tasks_bounded() ->
             await collect(client.roles.list(""))
         gc.collect()
         after = (rss_bytes(), fds(), len(gc.get_objects()), len(other_tasks()))
+        print(f"10,000 calls: (rss, fds, objects, tasks) {before} -> {after}")
         # Generous bounds (allocator noise, gRPC's pools): a leak of a few hundred bytes per
         # call, one object per call or one descriptor per thousand calls would break them.
         assert after[0] - before[0] < 24 * 2**20, (before, after)
