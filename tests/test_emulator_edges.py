@@ -12,8 +12,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sdm_async.testing.auth import new_key_pair
 from sdm_async.testing.filters import _pattern
 from sdm_async.testing.journal import Journal
 from sdm_async.testing.status import StartError
+from tests import processes
 
 KEY, SECRET = new_key_pair()
 ADMIN = ("--access-key", KEY, "--secret-key", SECRET)
@@ -34,24 +35,9 @@ NO_RETRY = RetryPolicy(max_retries=0, retry_rate_limit_errors=False)
 PROG = [sys.executable, "-m", "sdm_async", "emulator"]
 
 
-@contextmanager
-def emulator_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def emulator_process(*args: str) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
     """`sdm-async emulator` with the test's admin key, once it listens: (process, address)."""
-    proc = subprocess.Popen(
-        [*PROG, *ADMIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = proc.stdout.readline()
-        assert line.startswith("sdm-async emulator listening on "), line + proc.stderr.read()
-        yield proc, line.rsplit(" ", 1)[1].strip()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    return processes.emulator_process(*ADMIN, *args)
 
 
 def refused(*args: str) -> str:

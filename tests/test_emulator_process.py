@@ -5,45 +5,24 @@ kill -9."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 import sdm_async
 from sdm_async.testing.auth import new_key_pair
+from tests import processes
 
 KEY, SECRET = new_key_pair()
 
 
-@contextmanager
 def emulator_process(
     *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sdm_async", "emulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("sdm-async emulator listening on "), line + proc.stderr.read()
-        yield proc, line.rsplit(" ", 1)[1].strip()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    return processes.emulator_process("--port", "0", *args, env=env)
 
 
 async def test_serves_until_sigterm_then_exits_0() -> None:

@@ -11,9 +11,8 @@ import gc
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sdm_async import RetryPolicy, errors, provision
 from sdm_async.provision.apply import Tokens
 from sdm_async.testing import Emulator
 from sdm_async.testing.auth import new_key_pair
+from tests import processes
 
 KEY, SECRET = new_key_pair()
 FAST_RETRY = RetryPolicy(max_retries=10, base_delay=0.001, max_delay=0.01)
@@ -232,29 +232,13 @@ async def test_bulk_through_faults_reports_every_item_and_makes_each_once(when: 
 # -- kill -9 of an emulator with --db ---------------------------------------------------------
 
 
-@contextmanager
-def emulator_process(db: Path | None, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def emulator_process(
+    db: Path | None, *extra: str
+) -> AbstractContextManager[tuple[subprocess.Popen[str], str]]:
     """`sdm-async emulator` in its own process (state in `db` when given) and its address."""
     kept = ("--db", str(db)) if db is not None else ()
-    args = ("--port", "0", *kept, "--access-key", KEY, "--secret-key", SECRET, *extra)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sdm_async", "emulator", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("sdm-async emulator listening on "), line + proc.stderr.read()
-        yield proc, line.rsplit(" ", 1)[1].strip()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    keys = ("--access-key", KEY, "--secret-key", SECRET)
+    return processes.emulator_process("--port", "0", *kept, *keys, *extra)
 
 
 async def test_bulk_across_a_kill_9_reports_every_item_and_a_rerun_ends_exact(

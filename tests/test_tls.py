@@ -18,6 +18,7 @@ from sdm_async import errors
 from sdm_async.testing import Emulator
 from sdm_async.testing.auth import new_key_pair
 from sdm_async.testing.tls import make_certificate
+from tests import processes
 
 KEY, SECRET = new_key_pair()
 FAST = sdm_async.RetryPolicy(base_delay=0.05, max_delay=0.1)
@@ -145,17 +146,8 @@ def _pem_files(tmp_path: Path) -> tuple[bytes, list[str]]:
 @contextmanager
 def _serving(*args: str) -> Iterator[str]:
     """`sdm-async emulator ARGS` until the block ends; yields the address it listens on."""
-    proc = subprocess.Popen([*PROG, *ADMIN, *args], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("sdm-async emulator listening on "), line
-        yield line.rsplit(" ", 1)[1].strip()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with processes.emulator_process("--port", "0", *ADMIN, *args) as (_, address):
+        yield address
 
 
 async def test_the_command_serves_tls_from_pem_files(tmp_path: Path) -> None:
