@@ -244,30 +244,27 @@ def _scope(m: Method, req: Message, p: Picture, field: str, service: str) -> str
     return id
 
 
-def granted_account(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
-    at = snapshot(req)
-    p = state_at(b, at)
-    account_id = _scope(m, req, p, "account_id", "Accounts")
-    item = schema.message_class("GrantedAccountEntitlement")
-    found = [
-        item(resource_id=e.resource_id, origin_id=e.account_grant_id or e.role_id)
-        for e in account_resources_of(p, at or b.clock())
-        if e.account_id == account_id
-    ]
-    return b.derived_page(m, req, found)
+SERVICE_OF = {"account_id": "Accounts", "resource_id": "Resources", "role_id": "Roles"}
 
 
-def granted_resource(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
-    at = snapshot(req)
-    p = state_at(b, at)
-    resource_id = _scope(m, req, p, "resource_id", "Resources")
-    item = schema.message_class("GrantedResourceEntitlement")
-    found = [
-        item(account_id=e.account_id, origin_id=e.account_grant_id or e.role_id)
-        for e in account_resources_of(p, at or b.clock())
-        if e.resource_id == resource_id
-    ]
-    return b.derived_page(m, req, found)
+def granted(scope: str, other: str) -> Handler:
+    """`Granted{Account,Resource}Entitlements.List`: the `other` end of every reach of the
+    scoped account or resource, with the grant or role it comes through (then)."""
+    service = SERVICE_OF[scope]
+
+    def handler(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
+        at = snapshot(req)
+        p = state_at(b, at)
+        id = _scope(m, req, p, scope, service)
+        item = schema.message_class(m.item.name if m.item is not None else "")
+        found = [
+            item(**{other: getattr(e, other)}, origin_id=e.account_grant_id or e.role_id)
+            for e in account_resources_of(p, at or b.clock())
+            if getattr(e, scope) == id
+        ]
+        return b.derived_page(m, req, found)
+
+    return handler
 
 
 def granted_role(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
@@ -279,7 +276,7 @@ def granted_role(b: State, m: Method, req: Message, caller: Key) -> Message | Re
 
 def requestable(scope: str) -> Handler:
     """`Requestable{Account,Resource,Role}Entitlements.List`, scoped by `scope`."""
-    service = {"account_id": "Accounts", "resource_id": "Resources", "role_id": "Roles"}[scope]
+    service = SERVICE_OF[scope]
 
     def handler(b: State, m: Method, req: Message, caller: Key) -> Message | Reply:
         p = state_at(b, snapshot(req))
@@ -324,8 +321,8 @@ HANDLERS: dict[str, Handler] = {
     "AccountResourcesHistory.List": account_resources_history,
     "RoleResourcesHistory.List": role_resources_history,
     "AccountPermissions.List": account_permissions,
-    "GrantedAccountEntitlements.List": granted_account,
-    "GrantedResourceEntitlements.List": granted_resource,
+    "GrantedAccountEntitlements.List": granted("account_id", "resource_id"),
+    "GrantedResourceEntitlements.List": granted("resource_id", "account_id"),
     "GrantedRoleEntitlements.List": granted_role,
     "RequestableAccountEntitlements.List": requestable("account_id"),
     "RequestableResourceEntitlements.List": requestable("resource_id"),
