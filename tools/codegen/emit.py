@@ -454,28 +454,69 @@ def _services_module(schema: Schema, file: str) -> str | None:
 
 
 def _services_index(schema: Schema) -> str:
+    """Service attributes that import their module and bind on first access, so that
+    neither `import sdm_async` nor `Client(...)` loads a service, its models or protobuf
+    modules before they are used; type checkers read the imports below `TYPE_CHECKING`."""
     out = [HEADER.format(source="protos/")]
     out.append("# ruff: noqa")
-    out.append('"""One typed attribute per service, for the client and the snapshot client."""')
+    out.append('"""One typed attribute per service, for the client and the snapshot client, each')
+    out.append('bound (its module imported) on first access."""')
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
+    out.append("import importlib")
     out.append("import typing")
     out.append("")
+    out.append("if typing.TYPE_CHECKING:")
+    classes: dict[str, str] = {}
     for s in schema.services:
         names = [s.name] + ([f"Snapshot{s.name}"] if s.snapshot else [])
-        out.append(f"from .{module_name(s.file)} import {', '.join(names)}")
+        classes.update(dict.fromkeys(names, module_name(s.file)))
+        out.append(f"    from .{module_name(s.file)} import {', '.join(names)}")
+    out.append("")
+    out.append("")
+    out.append("class _Bound:")
+    out.append('    """A service attribute: on first access from an instance, import the service\'s')
+    out.append("    module, make the service from the instance's `_service_args`, and store it in the")
+    out.append('    instance\'s __dict__, which later lookups find first (a non-data descriptor)."""')
+    out.append("")
+    out.append('    __slots__ = ("module", "cls", "snapshot", "name")')
+    out.append("")
+    out.append("    def __init__(self, module: str, cls: str, snapshot: bool) -> None:")
+    out.append("        self.module = module")
+    out.append("        self.cls = cls")
+    out.append("        self.snapshot = snapshot")
+    out.append('        self.name = ""')
+    out.append("")
+    out.append("    def __set_name__(self, owner: type, name: str) -> None:")
+    out.append("        self.name = name")
+    out.append("")
+    out.append("    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:")
+    out.append("        if obj is None:")
+    out.append("            return self")
+    out.append("        module = importlib.import_module(self.module, __name__)")
+    out.append("        service = getattr(module, self.cls)(*obj._service_args)")
+    out.append("        if self.snapshot:")
+    out.append('            service = getattr(module, "Snapshot" + self.cls)(service)')
+    out.append("        obj.__dict__[self.name] = service")
+    out.append("        return service")
+    out.append("")
+    out.append("")
+    out.append("def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:")
+    out.append('    """The attribute for service class `cls` of `module` (relative to this package,')
+    out.append('    or absolute); typed Any so that it can stand for the service in annotations."""')
+    out.append("    return _Bound(module, cls, snapshot)")
     out.append("")
     out.append("")
     out.append("class Services:")
     out.append('    """Every service of the API, named as on the official client."""')
     out.append("")
     for s in schema.services:
-        out.append(f"    {s.py_attr}: {s.name}")
+        mod = module_name(s.file)
+        out.append(f'    {s.py_attr}: {s.name} = bound(".{mod}", "{s.name}")')
     out.append("")
     out.append("    def _bind_services(self, transport: typing.Any, page_limit: int) -> None:")
-    for s in schema.services:
-        out.append(f"        self.{s.py_attr} = {s.name}(transport, page_limit)")
+    out.append("        self._service_args = (transport, page_limit)")
     out.append("")
     out.append("")
     out.append("class SnapshotServices:")
@@ -483,15 +524,14 @@ def _services_index(schema: Schema) -> str:
     out.append("")
     snaps = [s for s in schema.services if s.snapshot]
     for s in snaps:
-        out.append(f"    {s.py_attr}: Snapshot{s.name}")
+        mod = module_name(s.file)
+        out.append(f'    {s.py_attr}: Snapshot{s.name} = bound(".{mod}", "{s.name}", True)')
     out.append("")
     out.append(
         "    def _bind_services(self, transport: typing.Any, page_limit: int, "
         "snapshot: typing.Any) -> None:"
     )
-    for s in snaps:
-        service = f"{s.name}(transport, page_limit, snapshot)"
-        out.append(f"        self.{s.py_attr} = Snapshot{s.name}({service})")
+    out.append("        self._service_args = (transport, page_limit, snapshot)")
     out.append("")
     out.append("")
     out.append("SERVICE_ATTRIBUTES = (")
@@ -500,30 +540,68 @@ def _services_index(schema: Schema) -> str:
     out.append("SNAPSHOT_ATTRIBUTES = (")
     out += [f'    "{s.py_attr}",' for s in snaps]
     out.append(")")
+    out.append("")
+    out.append("# service class -> the module (under this package) that defines it")
+    out.append("_MODULES: dict[str, str] = {")
+    out += [f'    "{n}": "{m}",' for n, m in classes.items()]
+    out.append("}")
+    out.append("")
+    out.append("")
+    out.append("def __getattr__(name: str) -> typing.Any:")
+    out.append("    module = _MODULES.get(name)")
+    out.append("    if module is None:")
+    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
+    out.append('    return getattr(importlib.import_module(f".{module}", __name__), name)')
     return "\n".join(out) + "\n"
 
 
 def _models_index(schema: Schema, modules: list[str]) -> str:
+    """The models package loads each module on first use of one of its names (PEP 562), so
+    that `import sdm_async` costs no model module; type checkers read the imports below
+    `TYPE_CHECKING`."""
     out = [HEADER.format(source="protos/")]
     out.append("# ruff: noqa")
-    out.append('"""Every model class, union alias and enum of the API."""')
+    out.append('"""Every model class, union alias and enum of the API, each loaded with its')
+    out.append('module on first use."""')
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
-    names: list[str] = []
+    out.append("import importlib")
+    out.append("import typing")
+    out.append("")
+    owner: dict[str, str] = {}
+    out.append("if typing.TYPE_CHECKING:")
     for mod in modules:
         local = sorted(
             [m.name for m in schema.models.values() if module_name(m.file) == mod]
             + [u.name for u in schema.unions.values() if module_name(u.file) == mod]
         )
-        names += local
-        out.append(f"from .{mod} import {', '.join(local)}")
-    out.append("from .enums import ResourceType")
-    names.append("ResourceType")
+        owner.update(dict.fromkeys(local, mod))
+        out.append(f"    from .{mod} import {', '.join(local)}")
+    out.append("    from .enums import ResourceType")
+    owner["ResourceType"] = "enums"
     out.append("")
     out.append("__all__ = [")
-    out += [f'    "{n}",' for n in sorted(names)]
+    out += [f'    "{n}",' for n in sorted(owner)]
     out.append("]")
+    out.append("")
+    out.append("# name -> the module (under this package) that defines it")
+    out.append("_MODULES: dict[str, str] = {")
+    out += [f'    "{n}": "{owner[n]}",' for n in sorted(owner)]
+    out.append("}")
+    out.append("")
+    out.append("")
+    out.append("def __getattr__(name: str) -> typing.Any:")
+    out.append("    module = _MODULES.get(name)")
+    out.append("    if module is None:")
+    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
+    out.append('    value = getattr(importlib.import_module(f".{module}", __name__), name)')
+    out.append("    globals()[name] = value  # later lookups skip __getattr__")
+    out.append("    return value")
+    out.append("")
+    out.append("")
+    out.append("def __dir__() -> list[str]:")
+    out.append("    return sorted(set(globals()) | set(__all__))")
     return "\n".join(out) + "\n"
 
 
