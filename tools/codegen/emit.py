@@ -453,6 +453,42 @@ def _services_module(schema: Schema, file: str) -> str | None:
     return "\n".join(out) + "\n"
 
 
+# The descriptor behind every service attribute (fixed text, emitted as is).
+_BOUND = '''class _Bound:
+    """A service attribute: on first access from an instance, import the service's module,
+    make the service from the instance's `_service_args`, and store it in the instance's
+    __dict__, which later lookups find first (this is a non-data descriptor)."""
+
+    __slots__ = ("module", "cls", "snapshot", "name")
+
+    def __init__(self, module: str, cls: str, snapshot: bool) -> None:
+        self.module = module
+        self.cls = cls
+        self.snapshot = snapshot
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:
+        if obj is None:
+            return self
+        module = importlib.import_module(self.module, __name__)
+        service = getattr(module, self.cls)(*obj._service_args)
+        if self.snapshot:
+            service = getattr(module, "Snapshot" + self.cls)(service)
+        obj.__dict__[self.name] = service
+        return service
+
+
+def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:
+    """The attribute for service class `cls` of `module` (relative to this package, or
+    absolute); typed Any so that it can stand for the service in annotations."""
+    return _Bound(module, cls, snapshot)
+
+'''
+
+
 def _services_index(schema: Schema) -> str:
     """Service attributes that import their module and bind on first access, so that
     neither `import sdm_async` nor `Client(...)` loads a service, its models or protobuf
@@ -475,39 +511,7 @@ def _services_index(schema: Schema) -> str:
         out.append(f"    from .{module_name(s.file)} import {', '.join(names)}")
     out.append("")
     out.append("")
-    out.append("class _Bound:")
-    out.append('    """A service attribute: on first access from an instance, import the service\'s')
-    out.append("    module, make the service from the instance's `_service_args`, and store it in the")
-    out.append('    instance\'s __dict__, which later lookups find first (a non-data descriptor)."""')
-    out.append("")
-    out.append('    __slots__ = ("module", "cls", "snapshot", "name")')
-    out.append("")
-    out.append("    def __init__(self, module: str, cls: str, snapshot: bool) -> None:")
-    out.append("        self.module = module")
-    out.append("        self.cls = cls")
-    out.append("        self.snapshot = snapshot")
-    out.append('        self.name = ""')
-    out.append("")
-    out.append("    def __set_name__(self, owner: type, name: str) -> None:")
-    out.append("        self.name = name")
-    out.append("")
-    out.append("    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:")
-    out.append("        if obj is None:")
-    out.append("            return self")
-    out.append("        module = importlib.import_module(self.module, __name__)")
-    out.append("        service = getattr(module, self.cls)(*obj._service_args)")
-    out.append("        if self.snapshot:")
-    out.append('            service = getattr(module, "Snapshot" + self.cls)(service)')
-    out.append("        obj.__dict__[self.name] = service")
-    out.append("        return service")
-    out.append("")
-    out.append("")
-    out.append("def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:")
-    out.append('    """The attribute for service class `cls` of `module` (relative to this package,')
-    out.append('    or absolute); typed Any so that it can stand for the service in annotations."""')
-    out.append("    return _Bound(module, cls, snapshot)")
-    out.append("")
-    out.append("")
+    out.append(_BOUND)
     out.append("class Services:")
     out.append('    """Every service of the API, named as on the official client."""')
     out.append("")

@@ -87,9 +87,9 @@ if typing.TYPE_CHECKING:
 
 
 class _Bound:
-    """A service attribute: on first access from an instance, import the service's
-    module, make the service from the instance's `_service_args`, and store it in the
-    instance's __dict__, which later lookups find first (a non-data descriptor)."""
+    """A service attribute: on first access from an instance, import the service's module,
+    make the service from the instance's `_service_args`, and store it in the instance's
+    __dict__, which later lookups find first (this is a non-data descriptor)."""
 
     __slots__ = ("module", "cls", "snapshot", "name")
 
@@ -114,8 +114,8 @@ class _Bound:
 
 
 def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:
-    """The attribute for service class `cls` of `module` (relative to this package,
-    or absolute); typed Any so that it can stand for the service in annotations."""
+    """The attribute for service class `cls` of `module` (relative to this package, or
+    absolute); typed Any so that it can stand for the service in annotations."""
     return _Bound(module, cls, snapshot)
 
 
