@@ -11,10 +11,8 @@ any model; `sdm_async.User` imports the module that defines `User` (and what it 
 a client its transport, and each service attribute its service on first access.
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 from sdm_async import errors
 from sdm_async._generated import constants as _constants
@@ -35,7 +33,7 @@ from sdm_async.errors import (
     UnknownError,
 )
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from sdm_async._generated.models import *  # noqa: F403
     from sdm_async._model import Model
     from sdm_async._pagination import AsyncPager
@@ -93,7 +91,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     module = _LAZY.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module), name)
