@@ -637,6 +637,36 @@ def _constants_module() -> str:
     return "\n".join(out) + "\n"
 
 
+def _commands_table(schema: Schema) -> list[str]:
+    """Each client attribute's public methods as the service class declares them, so that
+    `sdm-async SERVICE [METHOD] --help` needs neither the service module nor protobuf."""
+    out = [
+        "# client attribute -> ((method, summary, ((parameter, annotation, is *args), ...),",
+        "#   return annotation), ...), in the service class's order",
+        "COMMANDS: dict[str, tuple[tuple[str, str, tuple[tuple[str, str, bool], ...], str], ...]]"
+        " = {",
+    ]
+    for s in schema.services:
+        entries = []
+        for m in s.methods:
+            params = [p for p in m.params if not (m.is_list and p.name == "filter")]
+            sig = [(p.name, _param_type(s, m, p), False) for p in params]
+            if m.is_list:
+                assert m.item is not None
+                item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
+                sig += [("filter", "str", False), ("args", "object", True)]
+                summary = f"The matching items, streamed page by page (`{s.name}.{m.name}`)"
+                returns = f"AsyncPager[{item_type}]"
+            else:
+                summary = _summary(s, m).rstrip(".")
+                returns = m.response
+            shown = "".join(f"({n!r}, {a!r}, {v}), " for n, a, v in sig)
+            entries.append(f"({m.py_name!r}, {summary!r}, ({shown}), {returns!r})")
+        out.append(f'    "{s.py_attr}": ({"".join(e + ", " for e in entries)}),')
+    out.append("}")
+    return out
+
+
 def _catalog_module(schema: Schema) -> str:
     """Facts about each service and message that the emulator needs at run time."""
     out = [HEADER.format(source="protos/")]
@@ -677,6 +707,8 @@ def _catalog_module(schema: Schema) -> str:
         if ro:
             out.append(f'    "{m.name}": ({"".join(repr(r) + ", " for r in ro)}),')
     out.append("}")
+    out.append("")
+    out += _commands_table(schema)
     out.append("")
     out.append("# union -> (oneof name, ((proto field, model), ...))")
     out.append("UNIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {")
