@@ -17,6 +17,8 @@ and `sdm-async provision export [-o FILE]`. See `examples/provision/org.yaml`.
 """
 
 import importlib
+import sys
+import types
 import typing
 
 if typing.TYPE_CHECKING:
@@ -87,3 +89,17 @@ def __getattr__(name: str) -> typing.Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule binds it on its package, which would hide the functions `apply`,
+    `diff` and `export` behind their modules of the same name: those bindings are dropped
+    (the modules stay in sys.modules), so that the names load the functions."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if _LAZY.get(name) == name and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
