@@ -52,7 +52,7 @@ class Model:
             lazy = type(self)._lazy.get(name)
             if lazy is not None:
                 try:
-                    raw = _RAW.__get__(self)
+                    raw = self._raw
                 except AttributeError:  # built by __init__, and this attribute deleted
                     pass
                 else:
@@ -247,4 +247,3 @@ _LAZY = {
     "json_list": _json_list_lazy,
     "json_dict": _json_dict_lazy,
 }
-_RAW = Model.__dict__["_raw"]  # the slot's own descriptor: reading it never calls __getattr__

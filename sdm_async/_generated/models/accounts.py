@@ -403,13 +403,10 @@ Account = typing.Union[User, Service, Token]
 
 def from_pb_Account(m: typing.Any) -> User | Service | Token | None:
     which = m.WhichOneof("account")
-    if which == "user":
-        return from_pb_User(m.user)
-    if which == "service":
-        return from_pb_Service(m.service)
-    if which == "token":
-        return from_pb_Token(m.token)
-    return None
+    convert = _Account_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Account(o: User | Service | Token | None, m: typing.Any) -> None:
@@ -425,3 +422,4 @@ def to_pb_Account(o: User | Service | Token | None, m: typing.Any) -> None:
 
 
 _Account_MEMBERS: dict[type, tuple[str, typing.Any]] = {User: ("user", to_pb_User), Service: ("service", to_pb_Service), Token: ("token", to_pb_Token)}
+_Account_FROM: dict[str, typing.Any] = {"user": from_pb_User, "service": from_pb_Service, "token": from_pb_Token}

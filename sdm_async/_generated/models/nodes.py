@@ -436,13 +436,10 @@ Node = typing.Union[Relay, Gateway, ProxyCluster]
 
 def from_pb_Node(m: typing.Any) -> Relay | Gateway | ProxyCluster | None:
     which = m.WhichOneof("node")
-    if which == "relay":
-        return from_pb_Relay(m.relay)
-    if which == "gateway":
-        return from_pb_Gateway(m.gateway)
-    if which == "proxy_cluster":
-        return from_pb_ProxyCluster(m.proxy_cluster)
-    return None
+    convert = _Node_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Node(o: Relay | Gateway | ProxyCluster | None, m: typing.Any) -> None:
@@ -458,3 +455,4 @@ def to_pb_Node(o: Relay | Gateway | ProxyCluster | None, m: typing.Any) -> None:
 
 
 _Node_MEMBERS: dict[type, tuple[str, typing.Any]] = {Relay: ("relay", to_pb_Relay), Gateway: ("gateway", to_pb_Gateway), ProxyCluster: ("proxy_cluster", to_pb_ProxyCluster)}
+_Node_FROM: dict[str, typing.Any] = {"relay": from_pb_Relay, "gateway": from_pb_Gateway, "proxy_cluster": from_pb_ProxyCluster}

@@ -564,17 +564,10 @@ SecretEngine = typing.Union[ActiveDirectoryEngine, KeyValueEngine, MysqlEngine, 
 
 def from_pb_SecretEngine(m: typing.Any) -> ActiveDirectoryEngine | KeyValueEngine | MysqlEngine | PostgresEngine | SqlserverEngine | None:
     which = m.WhichOneof("secret_engine")
-    if which == "active_directory":
-        return from_pb_ActiveDirectoryEngine(m.active_directory)
-    if which == "key_value":
-        return from_pb_KeyValueEngine(m.key_value)
-    if which == "mysql":
-        return from_pb_MysqlEngine(m.mysql)
-    if which == "postgres":
-        return from_pb_PostgresEngine(m.postgres)
-    if which == "sqlserver":
-        return from_pb_SqlserverEngine(m.sqlserver)
-    return None
+    convert = _SecretEngine_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_SecretEngine(o: ActiveDirectoryEngine | KeyValueEngine | MysqlEngine | PostgresEngine | SqlserverEngine | None, m: typing.Any) -> None:
@@ -590,3 +583,4 @@ def to_pb_SecretEngine(o: ActiveDirectoryEngine | KeyValueEngine | MysqlEngine |
 
 
 _SecretEngine_MEMBERS: dict[type, tuple[str, typing.Any]] = {ActiveDirectoryEngine: ("active_directory", to_pb_ActiveDirectoryEngine), KeyValueEngine: ("key_value", to_pb_KeyValueEngine), MysqlEngine: ("mysql", to_pb_MysqlEngine), PostgresEngine: ("postgres", to_pb_PostgresEngine), SqlserverEngine: ("sqlserver", to_pb_SqlserverEngine)}
+_SecretEngine_FROM: dict[str, typing.Any] = {"active_directory": from_pb_ActiveDirectoryEngine, "key_value": from_pb_KeyValueEngine, "mysql": from_pb_MysqlEngine, "postgres": from_pb_PostgresEngine, "sqlserver": from_pb_SqlserverEngine}

@@ -1613,65 +1613,10 @@ SecretStore = typing.Union[AWSStore, AWSCertX509Store, ActiveDirectoryStore, Azu
 
 def from_pb_SecretStore(m: typing.Any) -> AWSStore | AWSCertX509Store | ActiveDirectoryStore | AzureStore | CyberarkConjurStore | CyberarkPAMStore | CyberarkPAMExperimentalStore | DelineaStore | DelineaDSVStore | GCPStore | GCPCertX509Store | KeyfactorSSHStore | KeyfactorX509Store | StrongVaultStore | VaultAWSEC2Store | VaultAWSEC2CertSSHStore | VaultAWSEC2CertX509Store | VaultAWSIAMStore | VaultAWSIAMCertSSHStore | VaultAWSIAMCertX509Store | VaultAppRoleStore | VaultAppRoleCertSSHStore | VaultAppRoleCertX509Store | VaultTLSStore | VaultTLSCertSSHStore | VaultTLSCertX509Store | VaultTokenStore | VaultTokenCertSSHStore | VaultTokenCertX509Store | None:
     which = m.WhichOneof("secret_store")
-    if which == "aws":
-        return from_pb_AWSStore(m.aws)
-    if which == "aws_cert_x_509":
-        return from_pb_AWSCertX509Store(m.aws_cert_x_509)
-    if which == "active_directory":
-        return from_pb_ActiveDirectoryStore(m.active_directory)
-    if which == "azure":
-        return from_pb_AzureStore(m.azure)
-    if which == "cyberark_conjur":
-        return from_pb_CyberarkConjurStore(m.cyberark_conjur)
-    if which == "cyberark_pam":
-        return from_pb_CyberarkPAMStore(m.cyberark_pam)
-    if which == "cyberark_pam_experimental":
-        return from_pb_CyberarkPAMExperimentalStore(m.cyberark_pam_experimental)
-    if which == "delinea":
-        return from_pb_DelineaStore(m.delinea)
-    if which == "delinea_dsv":
-        return from_pb_DelineaDSVStore(m.delinea_dsv)
-    if which == "gcp":
-        return from_pb_GCPStore(m.gcp)
-    if which == "gcp_cert_x_509":
-        return from_pb_GCPCertX509Store(m.gcp_cert_x_509)
-    if which == "keyfactor_ssh":
-        return from_pb_KeyfactorSSHStore(m.keyfactor_ssh)
-    if which == "keyfactor_x_509":
-        return from_pb_KeyfactorX509Store(m.keyfactor_x_509)
-    if which == "strong_vault":
-        return from_pb_StrongVaultStore(m.strong_vault)
-    if which == "vault_awsec_2":
-        return from_pb_VaultAWSEC2Store(m.vault_awsec_2)
-    if which == "vault_awsec_2_cert_ssh":
-        return from_pb_VaultAWSEC2CertSSHStore(m.vault_awsec_2_cert_ssh)
-    if which == "vault_awsec_2_cert_x_509":
-        return from_pb_VaultAWSEC2CertX509Store(m.vault_awsec_2_cert_x_509)
-    if which == "vault_awsiam":
-        return from_pb_VaultAWSIAMStore(m.vault_awsiam)
-    if which == "vault_awsiam_cert_ssh":
-        return from_pb_VaultAWSIAMCertSSHStore(m.vault_awsiam_cert_ssh)
-    if which == "vault_awsiam_cert_x_509":
-        return from_pb_VaultAWSIAMCertX509Store(m.vault_awsiam_cert_x_509)
-    if which == "vault_app_role":
-        return from_pb_VaultAppRoleStore(m.vault_app_role)
-    if which == "vault_app_role_cert_ssh":
-        return from_pb_VaultAppRoleCertSSHStore(m.vault_app_role_cert_ssh)
-    if which == "vault_app_role_cert_x_509":
-        return from_pb_VaultAppRoleCertX509Store(m.vault_app_role_cert_x_509)
-    if which == "vault_tls":
-        return from_pb_VaultTLSStore(m.vault_tls)
-    if which == "vault_tls_cert_ssh":
-        return from_pb_VaultTLSCertSSHStore(m.vault_tls_cert_ssh)
-    if which == "vault_tls_cert_x_509":
-        return from_pb_VaultTLSCertX509Store(m.vault_tls_cert_x_509)
-    if which == "vault_token":
-        return from_pb_VaultTokenStore(m.vault_token)
-    if which == "vault_token_cert_ssh":
-        return from_pb_VaultTokenCertSSHStore(m.vault_token_cert_ssh)
-    if which == "vault_token_cert_x_509":
-        return from_pb_VaultTokenCertX509Store(m.vault_token_cert_x_509)
-    return None
+    convert = _SecretStore_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_SecretStore(o: AWSStore | AWSCertX509Store | ActiveDirectoryStore | AzureStore | CyberarkConjurStore | CyberarkPAMStore | CyberarkPAMExperimentalStore | DelineaStore | DelineaDSVStore | GCPStore | GCPCertX509Store | KeyfactorSSHStore | KeyfactorX509Store | StrongVaultStore | VaultAWSEC2Store | VaultAWSEC2CertSSHStore | VaultAWSEC2CertX509Store | VaultAWSIAMStore | VaultAWSIAMCertSSHStore | VaultAWSIAMCertX509Store | VaultAppRoleStore | VaultAppRoleCertSSHStore | VaultAppRoleCertX509Store | VaultTLSStore | VaultTLSCertSSHStore | VaultTLSCertX509Store | VaultTokenStore | VaultTokenCertSSHStore | VaultTokenCertX509Store | None, m: typing.Any) -> None:
@@ -1687,3 +1632,4 @@ def to_pb_SecretStore(o: AWSStore | AWSCertX509Store | ActiveDirectoryStore | Az
 
 
 _SecretStore_MEMBERS: dict[type, tuple[str, typing.Any]] = {AWSStore: ("aws", to_pb_AWSStore), AWSCertX509Store: ("aws_cert_x_509", to_pb_AWSCertX509Store), ActiveDirectoryStore: ("active_directory", to_pb_ActiveDirectoryStore), AzureStore: ("azure", to_pb_AzureStore), CyberarkConjurStore: ("cyberark_conjur", to_pb_CyberarkConjurStore), CyberarkPAMStore: ("cyberark_pam", to_pb_CyberarkPAMStore), CyberarkPAMExperimentalStore: ("cyberark_pam_experimental", to_pb_CyberarkPAMExperimentalStore), DelineaStore: ("delinea", to_pb_DelineaStore), DelineaDSVStore: ("delinea_dsv", to_pb_DelineaDSVStore), GCPStore: ("gcp", to_pb_GCPStore), GCPCertX509Store: ("gcp_cert_x_509", to_pb_GCPCertX509Store), KeyfactorSSHStore: ("keyfactor_ssh", to_pb_KeyfactorSSHStore), KeyfactorX509Store: ("keyfactor_x_509", to_pb_KeyfactorX509Store), StrongVaultStore: ("strong_vault", to_pb_StrongVaultStore), VaultAWSEC2Store: ("vault_awsec_2", to_pb_VaultAWSEC2Store), VaultAWSEC2CertSSHStore: ("vault_awsec_2_cert_ssh", to_pb_VaultAWSEC2CertSSHStore), VaultAWSEC2CertX509Store: ("vault_awsec_2_cert_x_509", to_pb_VaultAWSEC2CertX509Store), VaultAWSIAMStore: ("vault_awsiam", to_pb_VaultAWSIAMStore), VaultAWSIAMCertSSHStore: ("vault_awsiam_cert_ssh", to_pb_VaultAWSIAMCertSSHStore), VaultAWSIAMCertX509Store: ("vault_awsiam_cert_x_509", to_pb_VaultAWSIAMCertX509Store), VaultAppRoleStore: ("vault_app_role", to_pb_VaultAppRoleStore), VaultAppRoleCertSSHStore: ("vault_app_role_cert_ssh", to_pb_VaultAppRoleCertSSHStore), VaultAppRoleCertX509Store: ("vault_app_role_cert_x_509", to_pb_VaultAppRoleCertX509Store), VaultTLSStore: ("vault_tls", to_pb_VaultTLSStore), VaultTLSCertSSHStore: ("vault_tls_cert_ssh", to_pb_VaultTLSCertSSHStore), VaultTLSCertX509Store: ("vault_tls_cert_x_509", to_pb_VaultTLSCertX509Store), VaultTokenStore: ("vault_token", to_pb_VaultTokenStore), VaultTokenCertSSHStore: ("vault_token_cert_ssh", to_pb_VaultTokenCertSSHStore), VaultTokenCertX509Store: ("vault_token_cert_x_509", to_pb_VaultTokenCertX509Store)}
+_SecretStore_FROM: dict[str, typing.Any] = {"aws": from_pb_AWSStore, "aws_cert_x_509": from_pb_AWSCertX509Store, "active_directory": from_pb_ActiveDirectoryStore, "azure": from_pb_AzureStore, "cyberark_conjur": from_pb_CyberarkConjurStore, "cyberark_pam": from_pb_CyberarkPAMStore, "cyberark_pam_experimental": from_pb_CyberarkPAMExperimentalStore, "delinea": from_pb_DelineaStore, "delinea_dsv": from_pb_DelineaDSVStore, "gcp": from_pb_GCPStore, "gcp_cert_x_509": from_pb_GCPCertX509Store, "keyfactor_ssh": from_pb_KeyfactorSSHStore, "keyfactor_x_509": from_pb_KeyfactorX509Store, "strong_vault": from_pb_StrongVaultStore, "vault_awsec_2": from_pb_VaultAWSEC2Store, "vault_awsec_2_cert_ssh": from_pb_VaultAWSEC2CertSSHStore, "vault_awsec_2_cert_x_509": from_pb_VaultAWSEC2CertX509Store, "vault_awsiam": from_pb_VaultAWSIAMStore, "vault_awsiam_cert_ssh": from_pb_VaultAWSIAMCertSSHStore, "vault_awsiam_cert_x_509": from_pb_VaultAWSIAMCertX509Store, "vault_app_role": from_pb_VaultAppRoleStore, "vault_app_role_cert_ssh": from_pb_VaultAppRoleCertSSHStore, "vault_app_role_cert_x_509": from_pb_VaultAppRoleCertX509Store, "vault_tls": from_pb_VaultTLSStore, "vault_tls_cert_ssh": from_pb_VaultTLSCertSSHStore, "vault_tls_cert_x_509": from_pb_VaultTLSCertX509Store, "vault_token": from_pb_VaultTokenStore, "vault_token_cert_ssh": from_pb_VaultTokenCertSSHStore, "vault_token_cert_x_509": from_pb_VaultTokenCertX509Store}
