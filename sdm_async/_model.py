@@ -53,7 +53,7 @@ class Model:
             if lazy is not None:
                 try:
                     raw = self._raw
-                except AttributeError:  # built by __init__, and this attribute deleted
+                except AttributeError:  # built by keywords (no `_raw`), then deleted
                     pass
                 else:
                     convert, i = lazy
@@ -163,7 +163,7 @@ def _tags_lazy(raw: tuple[Any, ...], i: int) -> dict[str, str]:
 def _tags_short(data: bytes) -> dict[str, str] | None:
     """Serialized `Tags` (`repeated Pair pairs = 1`, `Pair {string name = 1; string value =
     2}`) read directly when every length fits in one byte, as with almost all tags; None
-    for anything else, which protobuf then parses. Half the cost of parsing a message."""
+    for anything else, which protobuf then parses. About a third of the cost of parsing."""
     out: dict[str, str] = {}
     i, end = 0, len(data)
     try:

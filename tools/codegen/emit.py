@@ -165,7 +165,7 @@ def _model_converters(model: Model) -> list[str]:
         if f.name not in later:
             lines.append(f"    o.{f.name} = {_from_expr(f)}")
     if lazy:
-        # Converted on first read (Model.__getattr__), from plain values: no protobuf object
+        # Converted on first read (Model.__getattr__) from plain values: no protobuf object
         # is kept, so a listed model does not keep its page alive.
         for f, _, _ in lazy:
             if f.kind in ("timestamp", "duration"):
