@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import inspect
+import pickle
 from typing import Any
 
 import pytest
@@ -143,3 +145,113 @@ def test_models_compare_by_value_and_take_keywords() -> None:
     b = sdm_async.Role(name="dbas", access_rules=[{"tags": {"env": "prod"}}])
     assert a == b and a != sdm_async.Role(name="other")
     assert sdm_async.User().tags == {} and sdm_async.User().tags is not sdm_async.User().tags
+
+
+# --- listed models: some fields are converted on first read ----------------------------------
+
+
+def _listed_and_built() -> tuple[sdm_async.User, sdm_async.User]:
+    """The same user, converted from a message (as a listing does) and built by keywords."""
+    from sdm_async._generated.models.accounts import from_pb_Account
+    from sdm_async._generated.v1 import accounts_pb2
+
+    created = datetime.datetime(2026, 11, 24, 12, 30, 1, 123456, tzinfo=datetime.timezone.utc)
+    tags = {"team": "db", "é": "ünïcode " * 40, "": "", "empty": ""}  # a long value, empty ones
+    msg = accounts_pb2.Account()
+    msg.user.id = "a-1"
+    msg.user.email = "alice@example.com"
+    msg.user.password = "hunter2"
+    msg.user.suspendedRO = True
+    msg.user.created_at.seconds = int(created.timestamp())
+    msg.user.created_at.nanos = 123456789  # below a microsecond is dropped, as by the SDK
+    for name, value in tags.items():
+        msg.user.tags.pairs.add(name=name, value=value)
+    listed = from_pb_Account(accounts_pb2.Account.FromString(msg.SerializeToString()))
+    built = sdm_async.User(
+        id="a-1",
+        email="alice@example.com",
+        password="hunter2",
+        suspended=True,
+        created_at=created,
+        tags=dict(tags),
+    )
+    assert isinstance(listed, sdm_async.User)
+    return listed, built
+
+
+def test_a_listed_model_equals_the_model_built_by_keywords() -> None:
+    listed, built = _listed_and_built()
+    assert listed == built and built == listed
+    assert repr(listed) == repr(built) and "hunter2" not in repr(listed)
+    assert listed.to_dict() == built.to_dict()
+    assert sdm_async.User.from_dict(listed.to_dict()) == built
+    assert dir(listed) == dir(built)
+    assert listed.created_at is not None and listed.created_at.tzinfo is datetime.timezone.utc
+    assert type(listed.tags) is dict and listed.tags["é"].startswith("ünïcode")
+
+
+def test_a_listed_model_pickles_and_copies_as_one_built_by_keywords() -> None:
+    for read_first in (False, True):
+        listed, built = _listed_and_built()
+        if read_first:
+            assert listed.tags == built.tags
+        assert listed.__getstate__() == built.__getstate__()
+        again = pickle.loads(pickle.dumps(listed))
+        assert type(again) is sdm_async.User and again == built
+        assert b"_raw" not in pickle.dumps(listed)
+        assert copy.copy(listed) == built and copy.deepcopy(listed) == built
+        assert copy.deepcopy(listed).tags is not listed.tags
+
+
+def test_setting_a_field_of_a_listed_model_before_reading_it_keeps_the_value() -> None:
+    listed, built = _listed_and_built()
+    listed.tags = {"new": "tags"}
+    listed.created_at = None
+    assert listed.tags == {"new": "tags"} and listed.created_at is None
+    assert listed != built
+    assert pickle.loads(pickle.dumps(listed)).tags == {"new": "tags"}
+    listed, _ = _listed_and_built()
+    assert listed.tags == built.tags  # read, then set: the set value wins too
+    listed.tags["more"] = "x"
+    assert listed.tags["more"] == "x"  # the dict read is the one kept, not a new one
+
+
+def test_an_unknown_attribute_is_an_attribute_error_naming_it() -> None:
+    listed, built = _listed_and_built()
+    for model in (listed, built):
+        with pytest.raises(AttributeError, match="'User' object has no attribute 'emial'"):
+            model.emial  # type: ignore[attr-defined]  # noqa: B018
+        assert not hasattr(model, "emial") and hasattr(model, "tags")
+    del built.tags
+    with pytest.raises(AttributeError, match="no attribute 'tags'"):
+        built.tags  # noqa: B018
+
+
+def test_tags_read_from_their_bytes_equal_protobufs_reading() -> None:
+    """The short-form reader of serialized tags (lengths under 128 bytes), and the fallback
+    to protobuf for anything longer, against protobuf's own parsing."""
+    from sdm_async._generated.v1 import tags_pb2
+    from sdm_async._model import _tags_lazy, _tags_short, tags_from_pb
+
+    cases = [
+        {},
+        {"a": "b"},
+        {"": ""},
+        {"k": ""},
+        {"": "v"},
+        {"x" * 61: "y" * 61},  # a pair of 126 bytes: still short
+        {"x" * 62: "y" * 62},  # a pair of 128 bytes: its length takes 2 bytes
+        {"long": "v" * 300},
+        {f"k{i}": f"v{i}" for i in range(50)},
+        {"ünï": "cödé 🙂", "\x00": "\n"},
+    ]
+    for tags in cases:
+        msg = tags_pb2.Tags()
+        for name, value in tags.items():
+            msg.pairs.add(name=name, value=value)
+        data = msg.SerializeToString()
+        assert _tags_lazy((data,), 0) == tags == tags_from_pb(tags_pb2.Tags.FromString(data))
+        short = _tags_short(data)
+        assert short is None or short == tags
+    assert _tags_short(b"\x0a\x05\x0a\x02ab") is None  # a truncated pair: protobuf decides
+    assert _tags_short(b"\x12\x00") is None  # not field 1

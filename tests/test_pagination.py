@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
 import sys
 import time
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from google.protobuf.message import Message
 
 import sdm_async
 from sdm_async import errors
@@ -291,3 +293,45 @@ async def test_a_consumer_cancelled_as_a_page_arrives_loses_no_item(emu: Emulato
         with pytest.raises(asyncio.CancelledError):
             await first
         assert [a.id async for a in pager] == ids
+
+
+# --- what a listed item holds ---------------------------------------------------------------
+
+
+def protobuf_reachable(roots: list[Any]) -> list[str]:
+    """Protobuf objects (messages, containers) reachable from `roots` through models,
+    tuples, lists, dicts and sets. Any of them would keep the page it came from alive:
+    protobuf's wrappers hold the whole page's memory (its arena), not only their part."""
+    found = []
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Message) or type(obj).__module__.startswith("google."):
+            found.append(type(obj).__name__)
+        elif isinstance(obj, (sdm_async.Model, tuple, list, dict, set, frozenset)):
+            todo.extend(gc.get_referents(obj))  # slots (`_raw` included), items, keys
+    return found
+
+
+async def test_a_held_item_keeps_no_page_alive(emu: Emulator) -> None:
+    async with emu.client() as client:
+        held = [a async for a in client.accounts.list("")]
+        held += [a async for page in client.accounts.list("").pages() for a in page]
+    assert len(held) > 4 * PAGE
+    for account in held[::2]:  # read or not, the lazily converted fields hold no message
+        assert account.created_at is not None and account.tags is not None
+    assert protobuf_reachable(held) == []
+    # The check can fail: a model that kept a piece of its page is found.
+    from sdm_async._generated.v1 import accounts_pb2
+
+    page = accounts_pb2.AccountListResponse()
+    page.accounts.add().user.id = "a-1"
+    leaky = copy.copy(held[0])
+    leaky._raw = (page.accounts[0].user.created_at,)
+    assert protobuf_reachable([leaky]) == ["Timestamp"]
+    leaky._raw = ([page.accounts],)
+    assert protobuf_reachable([leaky]) == ["RepeatedCompositeContainer"]

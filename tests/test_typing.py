@@ -64,6 +64,26 @@ def test_mypy_does_check_the_sample(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert "assert-type" in output and "User | Service | Token | None" in output, output
 
 
+def test_a_misspelled_model_attribute_is_a_type_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Models convert some fields on first read through `__getattr__`, which type checkers
+    must not see: with it, any attribute name would type-check."""
+    sample = tmp_path / "misspelled.py"
+    sample.write_text(
+        "import datetime\n"
+        "from typing_extensions import assert_type\n"
+        "import sdm_async\n\n\n"
+        "def f(user: sdm_async.User) -> None:\n"
+        "    assert_type(user.created_at, datetime.datetime | None)\n"
+        "    assert_type(user.tags, dict[str, str])\n"
+        "    user.emial\n"
+    )
+    output, status = run_mypy(sample, monkeypatch)
+    assert status == 1, output
+    assert '"User" has no attribute "emial"' in output and output.count("error:") == 1, output
+
+
 def test_bulk_outcomes_know_their_item_type(monkeypatch: pytest.MonkeyPatch) -> None:
     output, status = run_mypy(SAMPLES / "bulk_items.py", monkeypatch)
     assert status == 0 and not output.strip(), output

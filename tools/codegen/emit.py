@@ -62,6 +62,30 @@ def _from_expr(f: Field) -> str:
     }[f.kind].format(src=src, t=f.target)
 
 
+# Kinds converted on first read (`Model._lazy`): the converter keeps plain values in `_raw`.
+_LAZY_KINDS = ("timestamp", "duration", "tags", "json_list", "json_dict")
+
+
+def _lazy_fields(model: Model) -> list[tuple[Field, int, list[str]]]:
+    """The lazily converted fields, with the index of their values in `_raw` and the
+    expressions that read those values (`t_x` is a local bound to `m.x`)."""
+    out = []
+    i = 0
+    for f in model.fields:
+        if f.repeated or f.kind not in _LAZY_KINDS:
+            continue
+        src = f"m.{f.proto}"
+        if f.kind in ("timestamp", "duration"):
+            parts = [f"t_{f.name}.seconds", f"t_{f.name}.nanos"]
+        elif f.kind == "tags":
+            parts = [f"{src}.SerializeToString()"]
+        else:
+            parts = [src]
+        out.append((f, i, parts))
+        i += len(parts)
+    return out
+
+
 def _to_stmt(f: Field) -> list[str]:
     src, dst = f"o.{f.name}", f"m.{f.proto}"
     if f.repeated:
@@ -105,6 +129,10 @@ def _model_class(model: Model) -> list[str]:
     lines.append(f"    __slots__ = ({''.join(repr(n) + ', ' for n in names)})")
     if secrets:
         lines.append(f"    _secrets = frozenset({{{', '.join(repr(s) for s in secrets)}}})")
+    lazy = _lazy_fields(model)
+    if lazy:
+        specs = ", ".join(f"{f.name!r}: ({f.kind!r}, {i})" for f, i, _ in lazy)
+        lines.append(f"    _lazy = {{{specs}}}")
     lines.append("")
     for f in model.fields:
         lines.append(f"    {f.name}: {f.py_type}")
@@ -131,8 +159,19 @@ def _model_class(model: Model) -> list[str]:
 def _model_converters(model: Model) -> list[str]:
     lines = [f"def from_pb_{model.name}(m: typing.Any) -> {model.name}:"]
     lines.append(f"    o = _new({model.name})")
+    lazy = _lazy_fields(model)
+    later = {f.name for f, _, _ in lazy}
     for f in model.fields:
-        lines.append(f"    o.{f.name} = {_from_expr(f)}")
+        if f.name not in later:
+            lines.append(f"    o.{f.name} = {_from_expr(f)}")
+    if lazy:
+        # Converted on first read (Model.__getattr__) from plain values: no protobuf object
+        # is kept, so a listed model does not keep its page alive.
+        for f, _, _ in lazy:
+            if f.kind in ("timestamp", "duration"):
+                lines.append(f"    t_{f.name} = m.{f.proto}")
+        parts = [p for _, _, ps in lazy for p in ps]
+        lines.append(f"    o._raw = ({', '.join(parts)},)")
     lines.append("    return o")
     lines.append("")
     lines.append("")
@@ -147,10 +186,11 @@ def _union(u: Union) -> list[str]:
     lines = [f"{u.name} = typing.Union[{', '.join(model for _, model in u.members)}]", "", ""]
     lines.append(f"def from_pb_{u.name}(m: typing.Any) -> {types} | None:")
     lines.append(f'    which = m.WhichOneof("{u.oneof}")')
-    for field, model in u.members:
-        lines.append(f'    if which == "{field}":')
-        lines.append(f"        return from_pb_{model}(m.{field})")
-    lines.append("    return None")
+    # One dict lookup rather than a string comparison per member (Resource has over 100).
+    lines.append(f"    convert = _{u.name}_FROM.get(which)")
+    lines.append("    if convert is None:  # unset, or a kind the SDK has no model of")
+    lines.append("        return None")
+    lines.append("    return convert(getattr(m, which))")
     lines.append("")
     lines.append("")
     lines.append(f"def to_pb_{u.name}(o: {types} | None, m: typing.Any) -> None:")
@@ -167,6 +207,8 @@ def _union(u: Union) -> list[str]:
     lines.append("")
     members = ", ".join(f'{model}: ("{field}", to_pb_{model})' for field, model in u.members)
     lines.append(f"_{u.name}_MEMBERS: dict[type, tuple[str, typing.Any]] = {{{members}}}")
+    kinds = ", ".join(f'"{field}": from_pb_{model}' for field, model in u.members)
+    lines.append(f"_{u.name}_FROM: dict[str, typing.Any] = {{{kinds}}}")
     return lines
 
 

@@ -16,6 +16,7 @@ class AccessRequestEventHistory(Model):
     """The `AccessRequestEventHistory` model of the StrongDM API."""
 
     __slots__ = ('access_request_event', 'activity_id', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     access_request_event: AccessRequestEvent | None
     activity_id: str
@@ -39,8 +40,9 @@ def from_pb_AccessRequestEventHistory(m: typing.Any) -> AccessRequestEventHistor
     o = _new(AccessRequestEventHistory)
     o.access_request_event = from_pb_AccessRequestEvent(m.access_request_event)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -44,6 +44,7 @@ class AccessRequest(Model):
     """The `AccessRequest` model of the StrongDM API."""
 
     __slots__ = ('account_id', 'duration', 'grant_id', 'id', 'reason', 'requestedduration', 'resource_id', 'resultduration', 'start_from', 'status', 'status_at', 'valid_until', 'workflow_id', )
+    _lazy = {'requestedduration': ('duration', 0), 'resultduration': ('duration', 2), 'start_from': ('timestamp', 4), 'status_at': ('timestamp', 6), 'valid_until': ('timestamp', 8)}
 
     account_id: str
     duration: int
@@ -120,6 +121,7 @@ class RequestableResource(Model):
     """The `RequestableResource` model of the StrongDM API."""
 
     __slots__ = ('access', 'authentication', 'healthy', 'id', 'name', 'tags', 'type', )
+    _lazy = {'tags': ('tags', 0)}
 
     access: str
     authentication: str
@@ -152,6 +154,7 @@ class AccessRequestConfig(Model):
     """The `AccessRequestConfig` model of the StrongDM API."""
 
     __slots__ = ('duration', 'reason', 'resource_id', 'start_from', )
+    _lazy = {'start_from': ('timestamp', 0)}
 
     duration: str
     reason: str
@@ -200,14 +203,15 @@ def from_pb_AccessRequest(m: typing.Any) -> AccessRequest:
     o.grant_id = m.grant_id
     o.id = m.id
     o.reason = m.reason
-    o.requestedduration = dur_from_pb(m.requestedDuration)
     o.resource_id = m.resource_id
-    o.resultduration = dur_from_pb(m.resultDuration)
-    o.start_from = ts_from_pb(m.start_from)
     o.status = m.status
-    o.status_at = ts_from_pb(m.status_at)
-    o.valid_until = ts_from_pb(m.valid_until)
     o.workflow_id = m.workflow_id
+    t_requestedduration = m.requestedDuration
+    t_resultduration = m.resultDuration
+    t_start_from = m.start_from
+    t_status_at = m.status_at
+    t_valid_until = m.valid_until
+    o._raw = (t_requestedduration.seconds, t_requestedduration.nanos, t_resultduration.seconds, t_resultduration.nanos, t_start_from.seconds, t_start_from.nanos, t_status_at.seconds, t_status_at.nanos, t_valid_until.seconds, t_valid_until.nanos,)
     return o
 
 
@@ -257,8 +261,8 @@ def from_pb_RequestableResource(m: typing.Any) -> RequestableResource:
     o.healthy = m.healthy
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
     o.type = m.type
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -278,7 +282,8 @@ def from_pb_AccessRequestConfig(m: typing.Any) -> AccessRequestConfig:
     o.duration = m.duration
     o.reason = m.reason
     o.resource_id = m.resource_id
-    o.start_from = ts_from_pb(m.start_from)
+    t_start_from = m.start_from
+    o._raw = (t_start_from.seconds, t_start_from.nanos,)
     return o
 
 

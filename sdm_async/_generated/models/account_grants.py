@@ -73,6 +73,7 @@ class AccountGrant(Model):
     """The `AccountGrant` model of the StrongDM API."""
 
     __slots__ = ('access_request_id', 'access_rule', 'account_id', 'id', 'resource_id', 'start_from', 'valid_until', )
+    _lazy = {'access_rule': ('json_dict', 0), 'start_from': ('timestamp', 1), 'valid_until': ('timestamp', 3)}
 
     access_request_id: str
     access_rule: dict[str, typing.Any]
@@ -160,12 +161,12 @@ def to_pb_AccountGrantDeleteResponse(o: AccountGrantDeleteResponse, m: typing.An
 def from_pb_AccountGrant(m: typing.Any) -> AccountGrant:
     o = _new(AccountGrant)
     o.access_request_id = m.access_request_id
-    o.access_rule = json_dict_from_pb(m.access_rule)
     o.account_id = m.account_id
     o.id = m.id
     o.resource_id = m.resource_id
-    o.start_from = ts_from_pb(m.start_from)
-    o.valid_until = ts_from_pb(m.valid_until)
+    t_start_from = m.start_from
+    t_valid_until = m.valid_until
+    o._raw = (m.access_rule, t_start_from.seconds, t_start_from.nanos, t_valid_until.seconds, t_valid_until.nanos,)
     return o
 
 

@@ -16,6 +16,7 @@ class AccountGrantHistory(Model):
     """The `AccountGrantHistory` model of the StrongDM API."""
 
     __slots__ = ('account_grant', 'activity_id', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     account_grant: AccountGrant | None
     activity_id: str
@@ -39,8 +40,9 @@ def from_pb_AccountGrantHistory(m: typing.Any) -> AccountGrantHistory:
     o = _new(AccountGrantHistory)
     o.account_grant = from_pb_AccountGrant(m.account_grant)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -15,6 +15,7 @@ class AccountPermission(Model):
     """The `AccountPermission` model of the StrongDM API."""
 
     __slots__ = ('account_id', 'granted_at', 'permission', 'scope', 'scoped_id', )
+    _lazy = {'granted_at': ('timestamp', 0)}
 
     account_id: str
     granted_at: datetime.datetime | None
@@ -40,10 +41,11 @@ class AccountPermission(Model):
 def from_pb_AccountPermission(m: typing.Any) -> AccountPermission:
     o = _new(AccountPermission)
     o.account_id = m.account_id
-    o.granted_at = ts_from_pb(m.granted_at)
     o.permission = m.permission
     o.scope = m.scope
     o.scoped_id = m.scoped_id
+    t_granted_at = m.granted_at
+    o._raw = (t_granted_at.seconds, t_granted_at.nanos,)
     return o
 
 

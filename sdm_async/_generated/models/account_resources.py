@@ -15,6 +15,7 @@ class AccountResource(Model):
     """The `AccountResource` model of the StrongDM API."""
 
     __slots__ = ('account_grant_id', 'account_id', 'created_at', 'expires_at', 'granted_at', 'resource_id', 'role_id', )
+    _lazy = {'created_at': ('timestamp', 0), 'expires_at': ('timestamp', 2), 'granted_at': ('timestamp', 4)}
 
     account_grant_id: str
     account_id: str
@@ -47,11 +48,12 @@ def from_pb_AccountResource(m: typing.Any) -> AccountResource:
     o = _new(AccountResource)
     o.account_grant_id = m.account_grant_id
     o.account_id = m.account_id
-    o.created_at = ts_from_pb(m.created_at)
-    o.expires_at = ts_from_pb(m.expires_at)
-    o.granted_at = ts_from_pb(m.granted_at)
     o.resource_id = m.resource_id
     o.role_id = m.role_id
+    t_created_at = m.created_at
+    t_expires_at = m.expires_at
+    t_granted_at = m.granted_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos, t_expires_at.seconds, t_expires_at.nanos, t_granted_at.seconds, t_granted_at.nanos,)
     return o
 
 

@@ -104,6 +104,7 @@ class User(Model):
 
     __slots__ = ('scim', 'created_at', 'email', 'employee_number', 'external_id', 'first_name', 'id', 'last_name', 'managed_by', 'manager_id', 'password', 'permission_level', 'resolved_manager_id', 'suspended', 'tags', )
     _secrets = frozenset({'password'})
+    _lazy = {'created_at': ('timestamp', 0), 'tags': ('tags', 2)}
 
     scim: str
     created_at: datetime.datetime | None
@@ -160,6 +161,7 @@ class Service(Model):
     """The `Service` model of the StrongDM API."""
 
     __slots__ = ('created_at', 'id', 'name', 'suspended', 'tags', )
+    _lazy = {'created_at': ('timestamp', 0), 'tags': ('tags', 2)}
 
     created_at: datetime.datetime | None
     id: str
@@ -186,6 +188,7 @@ class Token(Model):
     """The `Token` model of the StrongDM API."""
 
     __slots__ = ('account_type', 'created_at', 'deadline', 'duration', 'id', 'name', 'permissions', 'rekeyed', 'suspended', 'tags', )
+    _lazy = {'created_at': ('timestamp', 0), 'deadline': ('timestamp', 2), 'duration': ('duration', 4), 'rekeyed': ('timestamp', 6), 'tags': ('tags', 8)}
 
     account_type: str
     created_at: datetime.datetime | None
@@ -305,7 +308,6 @@ def to_pb_AccountDeleteResponse(o: AccountDeleteResponse, m: typing.Any) -> None
 def from_pb_User(m: typing.Any) -> User:
     o = _new(User)
     o.scim = m.SCIM
-    o.created_at = ts_from_pb(m.created_at)
     o.email = m.email
     o.employee_number = m.employee_number
     o.external_id = m.external_id
@@ -318,7 +320,8 @@ def from_pb_User(m: typing.Any) -> User:
     o.permission_level = m.permission_levelRW
     o.resolved_manager_id = m.resolved_manager_id
     o.suspended = m.suspendedRO
-    o.tags = tags_from_pb(m.tags)
+    t_created_at = m.created_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos, m.tags.SerializeToString(),)
     return o
 
 
@@ -344,11 +347,11 @@ def to_pb_User(o: User, m: typing.Any) -> None:
 
 def from_pb_Service(m: typing.Any) -> Service:
     o = _new(Service)
-    o.created_at = ts_from_pb(m.created_at)
     o.id = m.id
     o.name = m.name
     o.suspended = m.suspended
-    o.tags = tags_from_pb(m.tags)
+    t_created_at = m.created_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos, m.tags.SerializeToString(),)
     return o
 
 
@@ -365,15 +368,15 @@ def to_pb_Service(o: Service, m: typing.Any) -> None:
 def from_pb_Token(m: typing.Any) -> Token:
     o = _new(Token)
     o.account_type = m.account_type
-    o.created_at = ts_from_pb(m.created_at)
-    o.deadline = ts_from_pb(m.deadline)
-    o.duration = dur_from_pb(m.duration)
     o.id = m.id
     o.name = m.name
     o.permissions = list(m.permissions)
-    o.rekeyed = ts_from_pb(m.rekeyed)
     o.suspended = m.suspended
-    o.tags = tags_from_pb(m.tags)
+    t_created_at = m.created_at
+    t_deadline = m.deadline
+    t_duration = m.duration
+    t_rekeyed = m.rekeyed
+    o._raw = (t_created_at.seconds, t_created_at.nanos, t_deadline.seconds, t_deadline.nanos, t_duration.seconds, t_duration.nanos, t_rekeyed.seconds, t_rekeyed.nanos, m.tags.SerializeToString(),)
     return o
 
 
@@ -400,13 +403,10 @@ Account = typing.Union[User, Service, Token]
 
 def from_pb_Account(m: typing.Any) -> User | Service | Token | None:
     which = m.WhichOneof("account")
-    if which == "user":
-        return from_pb_User(m.user)
-    if which == "service":
-        return from_pb_Service(m.service)
-    if which == "token":
-        return from_pb_Token(m.token)
-    return None
+    convert = _Account_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Account(o: User | Service | Token | None, m: typing.Any) -> None:
@@ -422,3 +422,4 @@ def to_pb_Account(o: User | Service | Token | None, m: typing.Any) -> None:
 
 
 _Account_MEMBERS: dict[type, tuple[str, typing.Any]] = {User: ("user", to_pb_User), Service: ("service", to_pb_Service), Token: ("token", to_pb_Token)}
+_Account_FROM: dict[str, typing.Any] = {"user": from_pb_User, "service": from_pb_Service, "token": from_pb_Token}

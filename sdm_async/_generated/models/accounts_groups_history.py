@@ -16,6 +16,7 @@ class AccountGroupHistory(Model):
     """The `AccountGroupHistory` model of the StrongDM API."""
 
     __slots__ = ('account_group', 'activity_id', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     account_group: AccountGroup | None
     activity_id: str
@@ -39,8 +40,9 @@ def from_pb_AccountGroupHistory(m: typing.Any) -> AccountGroupHistory:
     o = _new(AccountGroupHistory)
     o.account_group = from_pb_AccountGroup(m.account_group)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

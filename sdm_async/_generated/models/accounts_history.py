@@ -16,6 +16,7 @@ class AccountHistory(Model):
     """The `AccountHistory` model of the StrongDM API."""
 
     __slots__ = ('account', 'activity_id', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     account: Account | None
     activity_id: str
@@ -39,8 +40,9 @@ def from_pb_AccountHistory(m: typing.Any) -> AccountHistory:
     o = _new(AccountHistory)
     o.account = from_pb_Account(m.account)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -36,6 +36,7 @@ class Activity(Model):
     """The `Activity` model of the StrongDM API."""
 
     __slots__ = ('actor', 'completed_at', 'description', 'entities', 'id', 'ip_address', 'user_agent', 'verb', )
+    _lazy = {'completed_at': ('timestamp', 0)}
 
     actor: ActivityActor | None
     completed_at: datetime.datetime | None
@@ -142,13 +143,14 @@ def to_pb_ActivityGetResponse(o: ActivityGetResponse, m: typing.Any) -> None:
 def from_pb_Activity(m: typing.Any) -> Activity:
     o = _new(Activity)
     o.actor = from_pb_ActivityActor(m.actor)
-    o.completed_at = ts_from_pb(m.completed_at)
     o.description = m.description
     o.entities = [from_pb_ActivityEntity(x) for x in m.entities]
     o.id = m.id
     o.ip_address = m.ip_address
     o.user_agent = m.user_agent
     o.verb = m.verb
+    t_completed_at = m.completed_at
+    o._raw = (t_completed_at.seconds, t_completed_at.nanos,)
     return o
 
 

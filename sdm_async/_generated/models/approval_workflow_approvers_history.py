@@ -16,6 +16,7 @@ class ApprovalWorkflowApproverHistory(Model):
     """The `ApprovalWorkflowApproverHistory` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'approval_workflow_approver', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     activity_id: str
     approval_workflow_approver: ApprovalWorkflowApprover | None
@@ -39,8 +40,9 @@ def from_pb_ApprovalWorkflowApproverHistory(m: typing.Any) -> ApprovalWorkflowAp
     o = _new(ApprovalWorkflowApproverHistory)
     o.activity_id = m.activity_id
     o.approval_workflow_approver = from_pb_ApprovalWorkflowApprover(m.approval_workflow_approver)
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

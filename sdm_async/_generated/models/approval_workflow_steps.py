@@ -84,6 +84,7 @@ class ApprovalWorkflowStep(Model):
     """The `ApprovalWorkflowStep` model of the StrongDM API."""
 
     __slots__ = ('approval_flow_id', 'id', 'quantifier', 'skip_after', 'step_order', )
+    _lazy = {'skip_after': ('duration', 0)}
 
     approval_flow_id: str
     id: str
@@ -173,8 +174,9 @@ def from_pb_ApprovalWorkflowStep(m: typing.Any) -> ApprovalWorkflowStep:
     o.approval_flow_id = m.approval_flow_id
     o.id = m.id
     o.quantifier = m.quantifier
-    o.skip_after = dur_from_pb(m.skip_after)
     o.step_order = m.step_order
+    t_skip_after = m.skip_after
+    o._raw = (t_skip_after.seconds, t_skip_after.nanos,)
     return o
 
 

@@ -127,6 +127,7 @@ class ApprovalFlowStep(Model):
     """The `ApprovalFlowStep` model of the StrongDM API."""
 
     __slots__ = ('approvers', 'quantifier', 'skip_after', )
+    _lazy = {'skip_after': ('duration', 0)}
 
     approvers: list[ApprovalFlowApprover]
     quantifier: str
@@ -267,7 +268,8 @@ def from_pb_ApprovalFlowStep(m: typing.Any) -> ApprovalFlowStep:
     o = _new(ApprovalFlowStep)
     o.approvers = [from_pb_ApprovalFlowApprover(x) for x in m.approvers]
     o.quantifier = m.quantifier
-    o.skip_after = dur_from_pb(m.skip_after)
+    t_skip_after = m.skip_after
+    o._raw = (t_skip_after.seconds, t_skip_after.nanos,)
     return o
 
 

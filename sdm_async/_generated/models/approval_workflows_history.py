@@ -16,6 +16,7 @@ class ApprovalWorkflowHistory(Model):
     """The `ApprovalWorkflowHistory` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'approval_workflow', 'deleted_at', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     activity_id: str
     approval_workflow: ApprovalWorkflow | None
@@ -39,8 +40,9 @@ def from_pb_ApprovalWorkflowHistory(m: typing.Any) -> ApprovalWorkflowHistory:
     o = _new(ApprovalWorkflowHistory)
     o.activity_id = m.activity_id
     o.approval_workflow = from_pb_ApprovalWorkflow(m.approval_workflow)
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -520,13 +520,10 @@ Connector = typing.Union[AWSConnector, AzureConnector, GCPConnector]
 
 def from_pb_Connector(m: typing.Any) -> AWSConnector | AzureConnector | GCPConnector | None:
     which = m.WhichOneof("cloud")
-    if which == "aws":
-        return from_pb_AWSConnector(m.aws)
-    if which == "azure":
-        return from_pb_AzureConnector(m.azure)
-    if which == "gcp":
-        return from_pb_GCPConnector(m.gcp)
-    return None
+    convert = _Connector_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Connector(o: AWSConnector | AzureConnector | GCPConnector | None, m: typing.Any) -> None:
@@ -542,3 +539,4 @@ def to_pb_Connector(o: AWSConnector | AzureConnector | GCPConnector | None, m: t
 
 
 _Connector_MEMBERS: dict[type, tuple[str, typing.Any]] = {AWSConnector: ("aws", to_pb_AWSConnector), AzureConnector: ("azure", to_pb_AzureConnector), GCPConnector: ("gcp", to_pb_GCPConnector)}
+_Connector_FROM: dict[str, typing.Any] = {"aws": from_pb_AWSConnector, "azure": from_pb_AzureConnector, "gcp": from_pb_GCPConnector}

@@ -17,6 +17,7 @@ class AKS(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'discovery_enabled', 'discovery_username', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -92,6 +93,7 @@ class AKSBasicAuth(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -149,6 +151,7 @@ class AKSServiceAccount(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'discovery_enabled', 'discovery_username', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'token', )
     _secrets = frozenset({'secret_store_id', 'token'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -218,6 +221,7 @@ class AKSServiceAccountUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'token', )
     _secrets = frozenset({'secret_store_id', 'token'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -272,6 +276,7 @@ class AKSUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -332,6 +337,7 @@ class AMQP(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -389,6 +395,7 @@ class AWS(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'healthcheck_region', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -446,6 +453,7 @@ class AWSConsole(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'enable_env_variables', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'session_expiry', 'subdomain', 'tags', 'use_https', )
     _secrets = frozenset({'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -512,6 +520,7 @@ class AWSConsoleStaticKeyPair(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'session_expiry', 'subdomain', 'tags', 'use_https', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -581,6 +590,7 @@ class AWSInstanceProfile(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'enable_env_variables', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -635,6 +645,7 @@ class Aerospike(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'use_services_alternate', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -692,6 +703,7 @@ class AmazonEKS(Model):
 
     __slots__ = ('access_key', 'allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'cluster_name', 'discovery_enabled', 'discovery_username', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'certificate_authority', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     allow_resource_role_bypass: bool
@@ -776,6 +788,7 @@ class AmazonEKSInstanceProfile(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'cluster_name', 'discovery_enabled', 'discovery_username', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -854,6 +867,7 @@ class AmazonEKSInstanceProfileUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'cluster_name', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -917,6 +931,7 @@ class AmazonEKSUserImpersonation(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'certificate_authority', 'cluster_name', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'certificate_authority', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -986,6 +1001,7 @@ class AmazonES(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -1046,6 +1062,7 @@ class AmazonESIAM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', 'tlsrequired', )
     _secrets = frozenset({'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -1103,6 +1120,7 @@ class AmazonMQAMQP091(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -1160,6 +1178,7 @@ class Athena(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'output', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -1220,6 +1239,7 @@ class AthenaIAM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'output', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -1274,6 +1294,7 @@ class AuroraMysql(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1337,6 +1358,7 @@ class AuroraMysqlIAM(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1397,6 +1419,7 @@ class AuroraPostgres(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1457,6 +1480,7 @@ class AuroraPostgresIAM(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1520,6 +1544,7 @@ class Azure(Model):
 
     __slots__ = ('app_id', 'bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tenant_id', )
     _secrets = frozenset({'app_id', 'password', 'secret_store_id', 'tenant_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     app_id: str
     bind_interface: str
@@ -1571,6 +1596,7 @@ class AzureCertificate(Model):
 
     __slots__ = ('app_id', 'bind_interface', 'client_certificate', 'egress_filter', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tenant_id', )
     _secrets = frozenset({'app_id', 'client_certificate', 'secret_store_id', 'tenant_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     app_id: str
     bind_interface: str
@@ -1622,6 +1648,7 @@ class AzureMysql(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1685,6 +1712,7 @@ class AzureMysqlManagedIdentity(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1745,6 +1773,7 @@ class AzurePostgres(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1805,6 +1834,7 @@ class AzurePostgresManagedIdentity(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -1868,6 +1898,7 @@ class BigQuery(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port_override', 'private_key', 'project', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'private_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -1922,6 +1953,7 @@ class Cassandra(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -1979,6 +2011,7 @@ class Citus(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2039,6 +2072,7 @@ class ClickHouseHTTP(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'tags', 'tls_cert', 'tls_insecure', 'url', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'tls_cert', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2096,6 +2130,7 @@ class ClickHouseMySQL(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2156,6 +2191,7 @@ class ClickHouseTCP(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2216,6 +2252,7 @@ class Clustrix(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2279,6 +2316,7 @@ class Cockroach(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2339,6 +2377,7 @@ class CouchbaseDatabase(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'n1ql_port', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'tls_cert', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -2405,6 +2444,7 @@ class CouchbaseWebUI(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'url', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'tls_cert', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -2462,6 +2502,7 @@ class DB2I(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -2519,6 +2560,7 @@ class DB2LUW(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -2579,6 +2621,7 @@ class Databricks(Model):
 
     __slots__ = ('access_token', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'http_path', 'id', 'name', 'port_override', 'proxy_cluster_id', 'schema', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_token', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_token: str
     bind_interface: str
@@ -2633,6 +2676,7 @@ class DocumentDBHost(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -2690,6 +2734,7 @@ class DocumentDBHostIAM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'region', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -2741,6 +2786,7 @@ class DocumentDBReplicaSet(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'connect_to_replica', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -2798,6 +2844,7 @@ class DocumentDBReplicaSetIAM(Model):
 
     __slots__ = ('bind_interface', 'connect_to_replica', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     connect_to_replica: bool
@@ -2849,6 +2896,7 @@ class Druid(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -2903,6 +2951,7 @@ class DynamoDB(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -2963,6 +3012,7 @@ class DynamoDBIAM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'role_arn', 'role_external_id', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3017,6 +3067,7 @@ class Elastic(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3074,6 +3125,7 @@ class ElasticacheRedis(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3131,6 +3183,7 @@ class ElasticacheRedisIAM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'role_external_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'role_external_id', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3194,6 +3247,7 @@ class EntraID(Model):
 
     __slots__ = ('bind_interface', 'discovery_enabled', 'egress_filter', 'group_names', 'healthy', 'id', 'identity_set_id', 'management_group_id', 'name', 'privilege_levels', 'proxy_cluster_id', 'resource_group_id', 'secret_store_id', 'subdomain', 'subscription_id', 'tags', 'tenant_id', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     discovery_enabled: bool
@@ -3257,6 +3311,7 @@ class GCP(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'keyfile', 'name', 'port_override', 'proxy_cluster_id', 'scopes', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'keyfile', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3305,6 +3360,7 @@ class GCPConsole(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'session_expiry', 'subdomain', 'tags', 'workforce_pool_id', 'workforce_provider_id', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3362,6 +3418,7 @@ class GCPWIF(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'project_id', 'proxy_cluster_id', 'scopes', 'secret_store_id', 'session_expiry', 'subdomain', 'tags', 'workforce_pool_id', 'workforce_provider_id', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -3425,6 +3482,7 @@ class GoogleGKE(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'discovery_enabled', 'discovery_username', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'service_account_key', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'secret_store_id', 'service_account_key'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -3494,6 +3552,7 @@ class GoogleGKEUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'egress_filter', 'endpoint', 'healthcheck_namespace', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'service_account_key', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'secret_store_id', 'service_account_key'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -3548,6 +3607,7 @@ class GoogleGroups(Model):
 
     __slots__ = ('bind_interface', 'discovery_enabled', 'domain', 'egress_filter', 'group_emails', 'healthy', 'id', 'identity_set_id', 'name', 'privilege_levels', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     discovery_enabled: bool
@@ -3602,6 +3662,7 @@ class GoogleSpanner(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'endpoint', 'healthy', 'id', 'instance', 'name', 'port', 'port_override', 'project', 'proxy_cluster_id', 'secret_store_id', 'service_account_to_impersonate', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -3662,6 +3723,7 @@ class Greenplum(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -3722,6 +3784,7 @@ class HTTPAuth(Model):
 
     __slots__ = ('auth_header', 'bind_interface', 'custom_headers', 'default_path', 'egress_filter', 'headers_blacklist', 'healthcheck_path', 'healthy', 'host_override', 'id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'tls_required', 'url', )
     _secrets = frozenset({'auth_header', 'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_header: str
     bind_interface: str
@@ -3794,6 +3857,7 @@ class HTTPBasicAuth(Model):
 
     __slots__ = ('bind_interface', 'custom_headers', 'default_path', 'egress_filter', 'headers_blacklist', 'healthcheck_path', 'healthy', 'host_override', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'tls_required', 'url', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'tls_cert', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     custom_headers: CustomHeaders | None
@@ -3869,6 +3933,7 @@ class HTTPNoAuth(Model):
 
     __slots__ = ('bind_interface', 'custom_headers', 'default_path', 'egress_filter', 'headers_blacklist', 'healthcheck_path', 'healthy', 'host_override', 'id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'tls_required', 'url', )
     _secrets = frozenset({'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     custom_headers: CustomHeaders | None
@@ -3938,6 +4003,7 @@ class Kubernetes(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'discovery_enabled', 'discovery_username', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -4013,6 +4079,7 @@ class KubernetesBasicAuth(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4070,6 +4137,7 @@ class KubernetesPodIdentity(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'certificate_authority', 'discovery_enabled', 'discovery_username', 'egress_filter', 'healthcheck_namespace', 'healthy', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -4133,6 +4201,7 @@ class KubernetesServiceAccount(Model):
 
     __slots__ = ('allow_resource_role_bypass', 'bind_interface', 'discovery_enabled', 'discovery_username', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'token', )
     _secrets = frozenset({'secret_store_id', 'token'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_resource_role_bypass: bool
     bind_interface: str
@@ -4202,6 +4271,7 @@ class KubernetesServiceAccountUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'token', )
     _secrets = frozenset({'secret_store_id', 'token'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4256,6 +4326,7 @@ class KubernetesUserImpersonation(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'egress_filter', 'healthcheck_namespace', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -4316,6 +4387,7 @@ class LLM(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'models', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'url', )
     _secrets = frozenset({'password', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4367,6 +4439,7 @@ class MCPGatewayNoAuth(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'url', )
     _secrets = frozenset({'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4418,6 +4491,7 @@ class MCPGatewayOAuth(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'oauth_auth_endpoint', 'oauth_scopes', 'oauth_token_endpoint', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'url', 'username', )
     _secrets = frozenset({'oauth_token_endpoint', 'password', 'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4484,6 +4558,7 @@ class MCPGatewayOAuthDCR(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'oauth_auth_endpoint', 'oauth_register_endpoint', 'oauth_scopes', 'oauth_token_endpoint', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'url', )
     _secrets = frozenset({'oauth_token_endpoint', 'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4547,6 +4622,7 @@ class MCPGatewayPAT(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_cert', 'tls_insecure', 'url', )
     _secrets = frozenset({'password', 'secret_store_id', 'tls_cert'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4601,6 +4677,7 @@ class MTLSMysql(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'server_name', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -4676,6 +4753,7 @@ class MTLSPostgres(Model):
 
     __slots__ = ('bind_interface', 'certificate_authority', 'client_certificate', 'client_key', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'server_name', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'certificate_authority', 'client_certificate', 'client_key', 'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     certificate_authority: str
@@ -4748,6 +4826,7 @@ class Maria(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -4811,6 +4890,7 @@ class Memcached(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -4859,6 +4939,7 @@ class Memsql(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -4922,6 +5003,7 @@ class MongoHost(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'region', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -4985,6 +5067,7 @@ class MongoLegacyHost(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -5045,6 +5128,7 @@ class MongoLegacyReplicaset(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'connect_to_replica', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -5108,6 +5192,7 @@ class MongoReplicaSet(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'connect_to_replica', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'region', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -5174,6 +5259,7 @@ class MongoShardedCluster(Model):
 
     __slots__ = ('auth_database', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port_override', 'proxy_cluster_id', 'region', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     auth_database: str
     bind_interface: str
@@ -5234,6 +5320,7 @@ class Mysql(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5297,6 +5384,7 @@ class Neptune(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -5345,6 +5433,7 @@ class NeptuneIAM(Model):
 
     __slots__ = ('access_key', 'bind_interface', 'egress_filter', 'endpoint', 'healthy', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'access_key', 'role_arn', 'role_external_id', 'secret_access_key', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     access_key: str
     bind_interface: str
@@ -5408,6 +5497,7 @@ class OktaGroups(Model):
 
     __slots__ = ('bind_interface', 'discovery_enabled', 'domain', 'egress_filter', 'group_names', 'healthy', 'id', 'identity_set_id', 'name', 'privilege_levels', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     discovery_enabled: bool
@@ -5462,6 +5552,7 @@ class Oracle(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5522,6 +5613,7 @@ class OracleNNE(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5582,6 +5674,7 @@ class Postgres(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5642,6 +5735,7 @@ class Presto(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5702,6 +5796,7 @@ class RDP(Model):
 
     __slots__ = ('bind_interface', 'downgrade_nla_connections', 'egress_filter', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'lock_required', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     downgrade_nla_connections: bool
@@ -5768,6 +5863,7 @@ class RDPCert(Model):
 
     __slots__ = ('bind_interface', 'dc_hostnames', 'egress_filter', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'lock_required', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'server_fqdn', 'sid', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'sid', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     dc_hostnames: str
@@ -5837,6 +5933,7 @@ class RDSPostgresIAM(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -5900,6 +5997,7 @@ class RabbitMQAMQP091(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -5957,6 +6055,7 @@ class RawTCP(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -6005,6 +6104,7 @@ class Redis(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -6062,6 +6162,7 @@ class RedisCluster(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -6119,6 +6220,7 @@ class Redshift(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -6179,6 +6281,7 @@ class RedshiftIAM(Model):
 
     __slots__ = ('bind_interface', 'cluster_id', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'secret_store_id', 'subdomain', 'tags', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     cluster_id: str
@@ -6242,6 +6345,7 @@ class RedshiftServerlessIAM(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'port', 'port_override', 'proxy_cluster_id', 'region', 'role_assumption_arn', 'secret_store_id', 'subdomain', 'tags', 'workgroup', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -6305,6 +6409,7 @@ class SQLServer(Model):
 
     __slots__ = ('allow_deprecated_encryption', 'bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'schema', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_encryption: bool
     bind_interface: str
@@ -6371,6 +6476,7 @@ class SQLServerAzureAD(Model):
 
     __slots__ = ('allow_deprecated_encryption', 'bind_interface', 'client_id', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'override_database', 'port', 'port_override', 'proxy_cluster_id', 'schema', 'secret', 'secret_store_id', 'subdomain', 'tags', 'tenant_id', )
     _secrets = frozenset({'client_id', 'secret', 'secret_store_id', 'tenant_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_encryption: bool
     bind_interface: str
@@ -6440,6 +6546,7 @@ class SQLServerKerberosAD(Model):
 
     __slots__ = ('allow_deprecated_encryption', 'bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'keytab', 'krb_config', 'name', 'override_database', 'password', 'port', 'port_override', 'proxy_cluster_id', 'realm', 'schema', 'secret_store_id', 'server_spn', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'keytab', 'krb_config', 'password', 'realm', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_encryption: bool
     bind_interface: str
@@ -6524,6 +6631,7 @@ class SSH(Model):
 
     __slots__ = ('allow_deprecated_key_exchanges', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'key_type', 'lock_required', 'name', 'port', 'port_forwarding', 'port_override', 'proxy_cluster_id', 'public_key', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_key_exchanges: bool
     bind_interface: str
@@ -6590,6 +6698,7 @@ class SSHCert(Model):
 
     __slots__ = ('allow_deprecated_key_exchanges', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'key_type', 'lock_required', 'name', 'port', 'port_forwarding', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_key_exchanges: bool
     bind_interface: str
@@ -6659,6 +6768,7 @@ class SSHCustomerKey(Model):
 
     __slots__ = ('allow_deprecated_key_exchanges', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'identity_alias_healthcheck_username', 'identity_set_id', 'lock_required', 'name', 'port', 'port_forwarding', 'port_override', 'private_key', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'private_key', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_key_exchanges: bool
     bind_interface: str
@@ -6728,6 +6838,7 @@ class SSHPassword(Model):
 
     __slots__ = ('allow_deprecated_key_exchanges', 'bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'lock_required', 'name', 'password', 'port', 'port_forwarding', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     allow_deprecated_key_exchanges: bool
     bind_interface: str
@@ -6791,6 +6902,7 @@ class SingleStore(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'require_native_auth', 'secret_store_id', 'subdomain', 'tags', 'use_azure_single_server_usernames', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -6854,6 +6966,7 @@ class Snowflake(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port_override', 'private_key', 'proxy_cluster_id', 'schema', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'private_key', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -6914,6 +7027,7 @@ class Snowsight(Model):
 
     __slots__ = ('bind_interface', 'connecttodefault', 'egress_filter', 'healthcheck_username', 'healthy', 'id', 'name', 'port_override', 'proxy_cluster_id', 'samlmetadata', 'secret_store_id', 'subdomain', 'tags', 'use_https', )
     _secrets = frozenset({'samlmetadata', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     connecttodefault: bool
@@ -6968,6 +7082,7 @@ class Sybase(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -7022,6 +7137,7 @@ class SybaseIQ(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -7076,6 +7192,7 @@ class Teradata(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -7130,6 +7247,7 @@ class Trino(Model):
 
     __slots__ = ('bind_interface', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'tls_required', 'username', )
     _secrets = frozenset({'password', 'secret_store_id'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     egress_filter: str
@@ -7187,6 +7305,7 @@ class Vertica(Model):
 
     __slots__ = ('bind_interface', 'database', 'egress_filter', 'healthy', 'hostname', 'id', 'name', 'password', 'port', 'port_override', 'proxy_cluster_id', 'secret_store_id', 'subdomain', 'tags', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'username'})
+    _lazy = {'tags': ('tags', 0)}
 
     bind_interface: str
     database: str
@@ -7261,7 +7380,7 @@ def from_pb_AKS(m: typing.Any) -> AKS:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7305,8 +7424,8 @@ def from_pb_AKSBasicAuth(m: typing.Any) -> AKSBasicAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7348,8 +7467,8 @@ def from_pb_AKSServiceAccount(m: typing.Any) -> AKSServiceAccount:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.token = m.token
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7390,8 +7509,8 @@ def from_pb_AKSServiceAccountUserImpersonation(m: typing.Any) -> AKSServiceAccou
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.token = m.token
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7430,7 +7549,7 @@ def from_pb_AKSUserImpersonation(m: typing.Any) -> AKSUserImpersonation:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7468,9 +7587,9 @@ def from_pb_AMQP(m: typing.Any) -> AMQP:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7509,7 +7628,7 @@ def from_pb_AWS(m: typing.Any) -> AWS:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7550,8 +7669,8 @@ def from_pb_AWSConsole(m: typing.Any) -> AWSConsole:
     o.secret_store_id = m.secret_store_id
     o.session_expiry = m.session_expiry
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_https = m.use_https
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7596,8 +7715,8 @@ def from_pb_AWSConsoleStaticKeyPair(m: typing.Any) -> AWSConsoleStaticKeyPair:
     o.secret_store_id = m.secret_store_id
     o.session_expiry = m.session_expiry
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_https = m.use_https
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7639,7 +7758,7 @@ def from_pb_AWSInstanceProfile(m: typing.Any) -> AWSInstanceProfile:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7675,9 +7794,9 @@ def from_pb_Aerospike(m: typing.Any) -> Aerospike:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_services_alternate = m.use_services_alternate
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7725,7 +7844,7 @@ def from_pb_AmazonEKS(m: typing.Any) -> AmazonEKS:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7780,7 +7899,7 @@ def from_pb_AmazonEKSInstanceProfile(m: typing.Any) -> AmazonEKSInstanceProfile:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7828,7 +7947,7 @@ def from_pb_AmazonEKSInstanceProfileUserImpersonation(m: typing.Any) -> AmazonEK
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7873,7 +7992,7 @@ def from_pb_AmazonEKSUserImpersonation(m: typing.Any) -> AmazonEKSUserImpersonat
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7917,7 +8036,7 @@ def from_pb_AmazonES(m: typing.Any) -> AmazonES:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7956,8 +8075,8 @@ def from_pb_AmazonESIAM(m: typing.Any) -> AmazonESIAM:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tlsrequired = m.tlsRequired
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -7994,9 +8113,9 @@ def from_pb_AmazonMQAMQP091(m: typing.Any) -> AmazonMQAMQP091:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8036,7 +8155,7 @@ def from_pb_Athena(m: typing.Any) -> Athena:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8075,7 +8194,7 @@ def from_pb_AthenaIAM(m: typing.Any) -> AthenaIAM:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8113,9 +8232,9 @@ def from_pb_AuroraMysql(m: typing.Any) -> AuroraMysql:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8156,8 +8275,8 @@ def from_pb_AuroraMysqlIAM(m: typing.Any) -> AuroraMysqlIAM:
     o.role_assumption_arn = m.role_assumption_arn
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8197,8 +8316,8 @@ def from_pb_AuroraPostgres(m: typing.Any) -> AuroraPostgres:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8239,8 +8358,8 @@ def from_pb_AuroraPostgresIAM(m: typing.Any) -> AuroraPostgresIAM:
     o.role_assumption_arn = m.role_assumption_arn
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8278,8 +8397,8 @@ def from_pb_Azure(m: typing.Any) -> Azure:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tenant_id = m.tenant_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8313,8 +8432,8 @@ def from_pb_AzureCertificate(m: typing.Any) -> AzureCertificate:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tenant_id = m.tenant_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8351,9 +8470,9 @@ def from_pb_AzureMysql(m: typing.Any) -> AzureMysql:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8393,9 +8512,9 @@ def from_pb_AzureMysqlManagedIdentity(m: typing.Any) -> AzureMysqlManagedIdentit
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8435,8 +8554,8 @@ def from_pb_AzurePostgres(m: typing.Any) -> AzurePostgres:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8476,9 +8595,9 @@ def from_pb_AzurePostgresManagedIdentity(m: typing.Any) -> AzurePostgresManagedI
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8517,8 +8636,8 @@ def from_pb_BigQuery(m: typing.Any) -> BigQuery:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8554,9 +8673,9 @@ def from_pb_Cassandra(m: typing.Any) -> Cassandra:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8595,8 +8714,8 @@ def from_pb_Citus(m: typing.Any) -> Citus:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8632,11 +8751,11 @@ def from_pb_ClickHouseHTTP(m: typing.Any) -> ClickHouseHTTP:
     o.port_override = m.port_override
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8675,8 +8794,8 @@ def from_pb_ClickHouseMySQL(m: typing.Any) -> ClickHouseMySQL:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8715,9 +8834,9 @@ def from_pb_ClickHouseTCP(m: typing.Any) -> ClickHouseTCP:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8757,9 +8876,9 @@ def from_pb_Clustrix(m: typing.Any) -> Clustrix:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8800,8 +8919,8 @@ def from_pb_Cockroach(m: typing.Any) -> Cockroach:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8840,11 +8959,11 @@ def from_pb_CouchbaseDatabase(m: typing.Any) -> CouchbaseDatabase:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8882,11 +9001,11 @@ def from_pb_CouchbaseWebUI(m: typing.Any) -> CouchbaseWebUI:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8923,9 +9042,9 @@ def from_pb_DB2I(m: typing.Any) -> DB2I:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -8963,9 +9082,9 @@ def from_pb_DB2LUW(m: typing.Any) -> DB2LUW:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9004,7 +9123,7 @@ def from_pb_Databricks(m: typing.Any) -> Databricks:
     o.schema = m.schema
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9041,8 +9160,8 @@ def from_pb_DocumentDBHost(m: typing.Any) -> DocumentDBHost:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9079,7 +9198,7 @@ def from_pb_DocumentDBHostIAM(m: typing.Any) -> DocumentDBHostIAM:
     o.region = m.region
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9115,8 +9234,8 @@ def from_pb_DocumentDBReplicaSet(m: typing.Any) -> DocumentDBReplicaSet:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9153,7 +9272,7 @@ def from_pb_DocumentDBReplicaSetIAM(m: typing.Any) -> DocumentDBReplicaSetIAM:
     o.region = m.region
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9188,8 +9307,8 @@ def from_pb_Druid(m: typing.Any) -> Druid:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9228,7 +9347,7 @@ def from_pb_DynamoDB(m: typing.Any) -> DynamoDB:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9267,7 +9386,7 @@ def from_pb_DynamoDBIAM(m: typing.Any) -> DynamoDBIAM:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9303,9 +9422,9 @@ def from_pb_Elastic(m: typing.Any) -> Elastic:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9342,9 +9461,9 @@ def from_pb_ElasticacheRedis(m: typing.Any) -> ElasticacheRedis:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9383,9 +9502,9 @@ def from_pb_ElasticacheRedisIAM(m: typing.Any) -> ElasticacheRedisIAM:
     o.role_external_id = m.role_external_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9427,8 +9546,8 @@ def from_pb_EntraID(m: typing.Any) -> EntraID:
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
     o.subscription_id = m.subscription_id
-    o.tags = tags_from_pb(m.tags)
     o.tenant_id = m.tenant_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9466,7 +9585,7 @@ def from_pb_GCP(m: typing.Any) -> GCP:
     o.scopes = m.scopes
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9500,9 +9619,9 @@ def from_pb_GCPConsole(m: typing.Any) -> GCPConsole:
     o.secret_store_id = m.secret_store_id
     o.session_expiry = m.session_expiry
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.workforce_pool_id = m.workforce_pool_id
     o.workforce_provider_id = m.workforce_provider_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9541,9 +9660,9 @@ def from_pb_GCPWIF(m: typing.Any) -> GCPWIF:
     o.secret_store_id = m.secret_store_id
     o.session_expiry = m.session_expiry
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.workforce_pool_id = m.workforce_pool_id
     o.workforce_provider_id = m.workforce_provider_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9588,7 +9707,7 @@ def from_pb_GoogleGKE(m: typing.Any) -> GoogleGKE:
     o.secret_store_id = m.secret_store_id
     o.service_account_key = m.service_account_key
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9630,7 +9749,7 @@ def from_pb_GoogleGKEUserImpersonation(m: typing.Any) -> GoogleGKEUserImpersonat
     o.secret_store_id = m.secret_store_id
     o.service_account_key = m.service_account_key
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9667,7 +9786,7 @@ def from_pb_GoogleGroups(m: typing.Any) -> GoogleGroups:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9706,7 +9825,7 @@ def from_pb_GoogleSpanner(m: typing.Any) -> GoogleSpanner:
     o.secret_store_id = m.secret_store_id
     o.service_account_to_impersonate = m.service_account_to_impersonate
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9746,8 +9865,8 @@ def from_pb_Greenplum(m: typing.Any) -> Greenplum:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9788,11 +9907,11 @@ def from_pb_HTTPAuth(m: typing.Any) -> HTTPAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.tls_required = m.tls_required
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9839,12 +9958,12 @@ def from_pb_HTTPBasicAuth(m: typing.Any) -> HTTPBasicAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.tls_required = m.tls_required
     o.url = m.url
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9891,11 +10010,11 @@ def from_pb_HTTPNoAuth(m: typing.Any) -> HTTPNoAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.tls_required = m.tls_required
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9946,7 +10065,7 @@ def from_pb_Kubernetes(m: typing.Any) -> Kubernetes:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -9990,8 +10109,8 @@ def from_pb_KubernetesBasicAuth(m: typing.Any) -> KubernetesBasicAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10032,7 +10151,7 @@ def from_pb_KubernetesPodIdentity(m: typing.Any) -> KubernetesPodIdentity:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10076,8 +10195,8 @@ def from_pb_KubernetesServiceAccount(m: typing.Any) -> KubernetesServiceAccount:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.token = m.token
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10118,8 +10237,8 @@ def from_pb_KubernetesServiceAccountUserImpersonation(m: typing.Any) -> Kubernet
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.token = m.token
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10158,7 +10277,7 @@ def from_pb_KubernetesUserImpersonation(m: typing.Any) -> KubernetesUserImperson
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10195,8 +10314,8 @@ def from_pb_LLM(m: typing.Any) -> LLM:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10228,10 +10347,10 @@ def from_pb_MCPGatewayNoAuth(m: typing.Any) -> MCPGatewayNoAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10267,11 +10386,11 @@ def from_pb_MCPGatewayOAuth(m: typing.Any) -> MCPGatewayOAuth:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10312,10 +10431,10 @@ def from_pb_MCPGatewayOAuthDCR(m: typing.Any) -> MCPGatewayOAuthDCR:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10352,10 +10471,10 @@ def from_pb_MCPGatewayPAT(m: typing.Any) -> MCPGatewayPAT:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_cert = m.tls_cert
     o.tls_insecure = m.tls_insecure
     o.url = m.url
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10397,9 +10516,9 @@ def from_pb_MTLSMysql(m: typing.Any) -> MTLSMysql:
     o.secret_store_id = m.secret_store_id
     o.server_name = m.server_name
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10448,8 +10567,8 @@ def from_pb_MTLSPostgres(m: typing.Any) -> MTLSPostgres:
     o.secret_store_id = m.secret_store_id
     o.server_name = m.server_name
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10493,9 +10612,9 @@ def from_pb_Maria(m: typing.Any) -> Maria:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10533,7 +10652,7 @@ def from_pb_Memcached(m: typing.Any) -> Memcached:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10569,9 +10688,9 @@ def from_pb_Memsql(m: typing.Any) -> Memsql:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10612,9 +10731,9 @@ def from_pb_MongoHost(m: typing.Any) -> MongoHost:
     o.region = m.region
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10654,9 +10773,9 @@ def from_pb_MongoLegacyHost(m: typing.Any) -> MongoLegacyHost:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10696,9 +10815,9 @@ def from_pb_MongoLegacyReplicaset(m: typing.Any) -> MongoLegacyReplicaset:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10740,9 +10859,9 @@ def from_pb_MongoReplicaSet(m: typing.Any) -> MongoReplicaSet:
     o.region = m.region
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10783,9 +10902,9 @@ def from_pb_MongoShardedCluster(m: typing.Any) -> MongoShardedCluster:
     o.region = m.region
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10825,9 +10944,9 @@ def from_pb_Mysql(m: typing.Any) -> Mysql:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10865,7 +10984,7 @@ def from_pb_Neptune(m: typing.Any) -> Neptune:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10903,7 +11022,7 @@ def from_pb_NeptuneIAM(m: typing.Any) -> NeptuneIAM:
     o.secret_access_key = m.secret_access_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10943,7 +11062,7 @@ def from_pb_OktaGroups(m: typing.Any) -> OktaGroups:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -10980,9 +11099,9 @@ def from_pb_Oracle(m: typing.Any) -> Oracle:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11021,9 +11140,9 @@ def from_pb_OracleNNE(m: typing.Any) -> OracleNNE:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11063,8 +11182,8 @@ def from_pb_Postgres(m: typing.Any) -> Postgres:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11103,9 +11222,9 @@ def from_pb_Presto(m: typing.Any) -> Presto:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11147,8 +11266,8 @@ def from_pb_RDP(m: typing.Any) -> RDP:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11193,8 +11312,8 @@ def from_pb_RDPCert(m: typing.Any) -> RDPCert:
     o.server_fqdn = m.server_fqdn
     o.sid = m.sid
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11238,8 +11357,8 @@ def from_pb_RDSPostgresIAM(m: typing.Any) -> RDSPostgresIAM:
     o.role_assumption_arn = m.role_assumption_arn
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11278,9 +11397,9 @@ def from_pb_RabbitMQAMQP091(m: typing.Any) -> RabbitMQAMQP091:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11316,7 +11435,7 @@ def from_pb_RawTCP(m: typing.Any) -> RawTCP:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11350,9 +11469,9 @@ def from_pb_Redis(m: typing.Any) -> Redis:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11389,9 +11508,9 @@ def from_pb_RedisCluster(m: typing.Any) -> RedisCluster:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11430,8 +11549,8 @@ def from_pb_Redshift(m: typing.Any) -> Redshift:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11473,7 +11592,7 @@ def from_pb_RedshiftIAM(m: typing.Any) -> RedshiftIAM:
     o.role_assumption_arn = m.role_assumption_arn
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11515,8 +11634,8 @@ def from_pb_RedshiftServerlessIAM(m: typing.Any) -> RedshiftServerlessIAM:
     o.role_assumption_arn = m.role_assumption_arn
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.workgroup = m.workgroup
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11559,8 +11678,8 @@ def from_pb_SQLServer(m: typing.Any) -> SQLServer:
     o.schema = m.schema
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11605,8 +11724,8 @@ def from_pb_SQLServerAzureAD(m: typing.Any) -> SQLServerAzureAD:
     o.secret = m.secret
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tenant_id = m.tenant_id
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11657,8 +11776,8 @@ def from_pb_SQLServerKerberosAD(m: typing.Any) -> SQLServerKerberosAD:
     o.secret_store_id = m.secret_store_id
     o.server_spn = m.server_spn
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11708,8 +11827,8 @@ def from_pb_SSH(m: typing.Any) -> SSH:
     o.public_key = m.public_key
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11754,8 +11873,8 @@ def from_pb_SSHCert(m: typing.Any) -> SSHCert:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11801,8 +11920,8 @@ def from_pb_SSHCustomerKey(m: typing.Any) -> SSHCustomerKey:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11846,8 +11965,8 @@ def from_pb_SSHPassword(m: typing.Any) -> SSHPassword:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11888,9 +12007,9 @@ def from_pb_SingleStore(m: typing.Any) -> SingleStore:
     o.require_native_auth = m.require_native_auth
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_azure_single_server_usernames = m.use_azure_single_server_usernames
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11931,8 +12050,8 @@ def from_pb_Snowflake(m: typing.Any) -> Snowflake:
     o.schema = m.schema
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -11970,8 +12089,8 @@ def from_pb_Snowsight(m: typing.Any) -> Snowsight:
     o.samlmetadata = m.samlMetadata
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.use_https = m.use_https
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12007,8 +12126,8 @@ def from_pb_Sybase(m: typing.Any) -> Sybase:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12044,8 +12163,8 @@ def from_pb_SybaseIQ(m: typing.Any) -> SybaseIQ:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12081,8 +12200,8 @@ def from_pb_Teradata(m: typing.Any) -> Teradata:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12118,9 +12237,9 @@ def from_pb_Trino(m: typing.Any) -> Trino:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.tls_required = m.tls_required
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12158,8 +12277,8 @@ def from_pb_Vertica(m: typing.Any) -> Vertica:
     o.proxy_cluster_id = m.proxy_cluster_id
     o.secret_store_id = m.secret_store_id
     o.subdomain = m.subdomain
-    o.tags = tags_from_pb(m.tags)
     o.username = m.username
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -12187,245 +12306,10 @@ Resource = typing.Union[AKS, AKSBasicAuth, AKSServiceAccount, AKSServiceAccountU
 
 def from_pb_Resource(m: typing.Any) -> AKS | AKSBasicAuth | AKSServiceAccount | AKSServiceAccountUserImpersonation | AKSUserImpersonation | AMQP | AWS | AWSConsole | AWSConsoleStaticKeyPair | AWSInstanceProfile | Aerospike | AmazonEKS | AmazonEKSInstanceProfile | AmazonEKSInstanceProfileUserImpersonation | AmazonEKSUserImpersonation | AmazonES | AmazonESIAM | AmazonMQAMQP091 | Athena | AthenaIAM | AuroraMysql | AuroraMysqlIAM | AuroraPostgres | AuroraPostgresIAM | Azure | AzureCertificate | AzureMysql | AzureMysqlManagedIdentity | AzurePostgres | AzurePostgresManagedIdentity | BigQuery | Cassandra | Citus | ClickHouseHTTP | ClickHouseMySQL | ClickHouseTCP | Clustrix | Cockroach | CouchbaseDatabase | CouchbaseWebUI | DB2I | DB2LUW | Databricks | DocumentDBHost | DocumentDBHostIAM | DocumentDBReplicaSet | DocumentDBReplicaSetIAM | Druid | DynamoDB | DynamoDBIAM | Elastic | ElasticacheRedis | ElasticacheRedisIAM | EntraID | GCP | GCPConsole | GCPWIF | GoogleGKE | GoogleGKEUserImpersonation | GoogleGroups | GoogleSpanner | Greenplum | HTTPAuth | HTTPBasicAuth | HTTPNoAuth | Kubernetes | KubernetesBasicAuth | KubernetesPodIdentity | KubernetesServiceAccount | KubernetesServiceAccountUserImpersonation | KubernetesUserImpersonation | LLM | MCPGatewayNoAuth | MCPGatewayOAuth | MCPGatewayOAuthDCR | MCPGatewayPAT | MTLSMysql | MTLSPostgres | Maria | Memcached | Memsql | MongoHost | MongoLegacyHost | MongoLegacyReplicaset | MongoReplicaSet | MongoShardedCluster | Mysql | Neptune | NeptuneIAM | OktaGroups | Oracle | OracleNNE | Postgres | Presto | RDP | RDPCert | RDSPostgresIAM | RabbitMQAMQP091 | RawTCP | Redis | RedisCluster | Redshift | RedshiftIAM | RedshiftServerlessIAM | SQLServer | SQLServerAzureAD | SQLServerKerberosAD | SSH | SSHCert | SSHCustomerKey | SSHPassword | SingleStore | Snowflake | Snowsight | Sybase | SybaseIQ | Teradata | Trino | Vertica | None:
     which = m.WhichOneof("resource")
-    if which == "aks":
-        return from_pb_AKS(m.aks)
-    if which == "aks_basic_auth":
-        return from_pb_AKSBasicAuth(m.aks_basic_auth)
-    if which == "aks_service_account":
-        return from_pb_AKSServiceAccount(m.aks_service_account)
-    if which == "aks_service_account_user_impersonation":
-        return from_pb_AKSServiceAccountUserImpersonation(m.aks_service_account_user_impersonation)
-    if which == "aks_user_impersonation":
-        return from_pb_AKSUserImpersonation(m.aks_user_impersonation)
-    if which == "amqp":
-        return from_pb_AMQP(m.amqp)
-    if which == "aws":
-        return from_pb_AWS(m.aws)
-    if which == "aws_console":
-        return from_pb_AWSConsole(m.aws_console)
-    if which == "aws_console_static_key_pair":
-        return from_pb_AWSConsoleStaticKeyPair(m.aws_console_static_key_pair)
-    if which == "aws_instance_profile":
-        return from_pb_AWSInstanceProfile(m.aws_instance_profile)
-    if which == "aerospike":
-        return from_pb_Aerospike(m.aerospike)
-    if which == "amazon_eks":
-        return from_pb_AmazonEKS(m.amazon_eks)
-    if which == "amazon_eks_instance_profile":
-        return from_pb_AmazonEKSInstanceProfile(m.amazon_eks_instance_profile)
-    if which == "amazon_eks_instance_profile_user_impersonation":
-        return from_pb_AmazonEKSInstanceProfileUserImpersonation(m.amazon_eks_instance_profile_user_impersonation)
-    if which == "amazon_eks_user_impersonation":
-        return from_pb_AmazonEKSUserImpersonation(m.amazon_eks_user_impersonation)
-    if which == "amazon_es":
-        return from_pb_AmazonES(m.amazon_es)
-    if which == "amazon_esiam":
-        return from_pb_AmazonESIAM(m.amazon_esiam)
-    if which == "amazon_mqamqp_091":
-        return from_pb_AmazonMQAMQP091(m.amazon_mqamqp_091)
-    if which == "athena":
-        return from_pb_Athena(m.athena)
-    if which == "athena_iam":
-        return from_pb_AthenaIAM(m.athena_iam)
-    if which == "aurora_mysql":
-        return from_pb_AuroraMysql(m.aurora_mysql)
-    if which == "aurora_mysql_iam":
-        return from_pb_AuroraMysqlIAM(m.aurora_mysql_iam)
-    if which == "aurora_postgres":
-        return from_pb_AuroraPostgres(m.aurora_postgres)
-    if which == "aurora_postgres_iam":
-        return from_pb_AuroraPostgresIAM(m.aurora_postgres_iam)
-    if which == "azure":
-        return from_pb_Azure(m.azure)
-    if which == "azure_certificate":
-        return from_pb_AzureCertificate(m.azure_certificate)
-    if which == "azure_mysql":
-        return from_pb_AzureMysql(m.azure_mysql)
-    if which == "azure_mysql_managed_identity":
-        return from_pb_AzureMysqlManagedIdentity(m.azure_mysql_managed_identity)
-    if which == "azure_postgres":
-        return from_pb_AzurePostgres(m.azure_postgres)
-    if which == "azure_postgres_managed_identity":
-        return from_pb_AzurePostgresManagedIdentity(m.azure_postgres_managed_identity)
-    if which == "big_query":
-        return from_pb_BigQuery(m.big_query)
-    if which == "cassandra":
-        return from_pb_Cassandra(m.cassandra)
-    if which == "citus":
-        return from_pb_Citus(m.citus)
-    if which == "click_house_http":
-        return from_pb_ClickHouseHTTP(m.click_house_http)
-    if which == "click_house_my_sql":
-        return from_pb_ClickHouseMySQL(m.click_house_my_sql)
-    if which == "click_house_tcp":
-        return from_pb_ClickHouseTCP(m.click_house_tcp)
-    if which == "clustrix":
-        return from_pb_Clustrix(m.clustrix)
-    if which == "cockroach":
-        return from_pb_Cockroach(m.cockroach)
-    if which == "couchbase_database":
-        return from_pb_CouchbaseDatabase(m.couchbase_database)
-    if which == "couchbase_web_ui":
-        return from_pb_CouchbaseWebUI(m.couchbase_web_ui)
-    if which == "db_2_i":
-        return from_pb_DB2I(m.db_2_i)
-    if which == "db_2_luw":
-        return from_pb_DB2LUW(m.db_2_luw)
-    if which == "databricks":
-        return from_pb_Databricks(m.databricks)
-    if which == "document_db_host":
-        return from_pb_DocumentDBHost(m.document_db_host)
-    if which == "document_db_host_iam":
-        return from_pb_DocumentDBHostIAM(m.document_db_host_iam)
-    if which == "document_db_replica_set":
-        return from_pb_DocumentDBReplicaSet(m.document_db_replica_set)
-    if which == "document_db_replica_set_iam":
-        return from_pb_DocumentDBReplicaSetIAM(m.document_db_replica_set_iam)
-    if which == "druid":
-        return from_pb_Druid(m.druid)
-    if which == "dynamo_db":
-        return from_pb_DynamoDB(m.dynamo_db)
-    if which == "dynamo_dbiam":
-        return from_pb_DynamoDBIAM(m.dynamo_dbiam)
-    if which == "elastic":
-        return from_pb_Elastic(m.elastic)
-    if which == "elasticache_redis":
-        return from_pb_ElasticacheRedis(m.elasticache_redis)
-    if which == "elasticache_redis_iam":
-        return from_pb_ElasticacheRedisIAM(m.elasticache_redis_iam)
-    if which == "entra_id":
-        return from_pb_EntraID(m.entra_id)
-    if which == "gcp":
-        return from_pb_GCP(m.gcp)
-    if which == "gcp_console":
-        return from_pb_GCPConsole(m.gcp_console)
-    if which == "gcpwif":
-        return from_pb_GCPWIF(m.gcpwif)
-    if which == "google_gke":
-        return from_pb_GoogleGKE(m.google_gke)
-    if which == "google_gke_user_impersonation":
-        return from_pb_GoogleGKEUserImpersonation(m.google_gke_user_impersonation)
-    if which == "google_groups":
-        return from_pb_GoogleGroups(m.google_groups)
-    if which == "google_spanner":
-        return from_pb_GoogleSpanner(m.google_spanner)
-    if which == "greenplum":
-        return from_pb_Greenplum(m.greenplum)
-    if which == "http_auth":
-        return from_pb_HTTPAuth(m.http_auth)
-    if which == "http_basic_auth":
-        return from_pb_HTTPBasicAuth(m.http_basic_auth)
-    if which == "http_no_auth":
-        return from_pb_HTTPNoAuth(m.http_no_auth)
-    if which == "kubernetes":
-        return from_pb_Kubernetes(m.kubernetes)
-    if which == "kubernetes_basic_auth":
-        return from_pb_KubernetesBasicAuth(m.kubernetes_basic_auth)
-    if which == "kubernetes_pod_identity":
-        return from_pb_KubernetesPodIdentity(m.kubernetes_pod_identity)
-    if which == "kubernetes_service_account":
-        return from_pb_KubernetesServiceAccount(m.kubernetes_service_account)
-    if which == "kubernetes_service_account_user_impersonation":
-        return from_pb_KubernetesServiceAccountUserImpersonation(m.kubernetes_service_account_user_impersonation)
-    if which == "kubernetes_user_impersonation":
-        return from_pb_KubernetesUserImpersonation(m.kubernetes_user_impersonation)
-    if which == "llm":
-        return from_pb_LLM(m.llm)
-    if which == "mcp_gateway_no_auth":
-        return from_pb_MCPGatewayNoAuth(m.mcp_gateway_no_auth)
-    if which == "mcp_gateway_o_auth":
-        return from_pb_MCPGatewayOAuth(m.mcp_gateway_o_auth)
-    if which == "mcp_gateway_o_auth_dcr":
-        return from_pb_MCPGatewayOAuthDCR(m.mcp_gateway_o_auth_dcr)
-    if which == "mcp_gateway_pat":
-        return from_pb_MCPGatewayPAT(m.mcp_gateway_pat)
-    if which == "mtls_mysql":
-        return from_pb_MTLSMysql(m.mtls_mysql)
-    if which == "mtls_postgres":
-        return from_pb_MTLSPostgres(m.mtls_postgres)
-    if which == "maria":
-        return from_pb_Maria(m.maria)
-    if which == "memcached":
-        return from_pb_Memcached(m.memcached)
-    if which == "memsql":
-        return from_pb_Memsql(m.memsql)
-    if which == "mongo_host":
-        return from_pb_MongoHost(m.mongo_host)
-    if which == "mongo_legacy_host":
-        return from_pb_MongoLegacyHost(m.mongo_legacy_host)
-    if which == "mongo_legacy_replicaset":
-        return from_pb_MongoLegacyReplicaset(m.mongo_legacy_replicaset)
-    if which == "mongo_replica_set":
-        return from_pb_MongoReplicaSet(m.mongo_replica_set)
-    if which == "mongo_sharded_cluster":
-        return from_pb_MongoShardedCluster(m.mongo_sharded_cluster)
-    if which == "mysql":
-        return from_pb_Mysql(m.mysql)
-    if which == "neptune":
-        return from_pb_Neptune(m.neptune)
-    if which == "neptune_iam":
-        return from_pb_NeptuneIAM(m.neptune_iam)
-    if which == "okta_groups":
-        return from_pb_OktaGroups(m.okta_groups)
-    if which == "oracle":
-        return from_pb_Oracle(m.oracle)
-    if which == "oracle_nne":
-        return from_pb_OracleNNE(m.oracle_nne)
-    if which == "postgres":
-        return from_pb_Postgres(m.postgres)
-    if which == "presto":
-        return from_pb_Presto(m.presto)
-    if which == "rdp":
-        return from_pb_RDP(m.rdp)
-    if which == "rdp_cert":
-        return from_pb_RDPCert(m.rdp_cert)
-    if which == "rds_postgres_iam":
-        return from_pb_RDSPostgresIAM(m.rds_postgres_iam)
-    if which == "rabbit_mqamqp_091":
-        return from_pb_RabbitMQAMQP091(m.rabbit_mqamqp_091)
-    if which == "raw_tcp":
-        return from_pb_RawTCP(m.raw_tcp)
-    if which == "redis":
-        return from_pb_Redis(m.redis)
-    if which == "redis_cluster":
-        return from_pb_RedisCluster(m.redis_cluster)
-    if which == "redshift":
-        return from_pb_Redshift(m.redshift)
-    if which == "redshift_iam":
-        return from_pb_RedshiftIAM(m.redshift_iam)
-    if which == "redshift_serverless_iam":
-        return from_pb_RedshiftServerlessIAM(m.redshift_serverless_iam)
-    if which == "sql_server":
-        return from_pb_SQLServer(m.sql_server)
-    if which == "sql_server_azure_ad":
-        return from_pb_SQLServerAzureAD(m.sql_server_azure_ad)
-    if which == "sql_server_kerberos_ad":
-        return from_pb_SQLServerKerberosAD(m.sql_server_kerberos_ad)
-    if which == "ssh":
-        return from_pb_SSH(m.ssh)
-    if which == "ssh_cert":
-        return from_pb_SSHCert(m.ssh_cert)
-    if which == "ssh_customer_key":
-        return from_pb_SSHCustomerKey(m.ssh_customer_key)
-    if which == "ssh_password":
-        return from_pb_SSHPassword(m.ssh_password)
-    if which == "single_store":
-        return from_pb_SingleStore(m.single_store)
-    if which == "snowflake":
-        return from_pb_Snowflake(m.snowflake)
-    if which == "snowsight":
-        return from_pb_Snowsight(m.snowsight)
-    if which == "sybase":
-        return from_pb_Sybase(m.sybase)
-    if which == "sybase_iq":
-        return from_pb_SybaseIQ(m.sybase_iq)
-    if which == "teradata":
-        return from_pb_Teradata(m.teradata)
-    if which == "trino":
-        return from_pb_Trino(m.trino)
-    if which == "vertica":
-        return from_pb_Vertica(m.vertica)
-    return None
+    convert = _Resource_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Resource(o: AKS | AKSBasicAuth | AKSServiceAccount | AKSServiceAccountUserImpersonation | AKSUserImpersonation | AMQP | AWS | AWSConsole | AWSConsoleStaticKeyPair | AWSInstanceProfile | Aerospike | AmazonEKS | AmazonEKSInstanceProfile | AmazonEKSInstanceProfileUserImpersonation | AmazonEKSUserImpersonation | AmazonES | AmazonESIAM | AmazonMQAMQP091 | Athena | AthenaIAM | AuroraMysql | AuroraMysqlIAM | AuroraPostgres | AuroraPostgresIAM | Azure | AzureCertificate | AzureMysql | AzureMysqlManagedIdentity | AzurePostgres | AzurePostgresManagedIdentity | BigQuery | Cassandra | Citus | ClickHouseHTTP | ClickHouseMySQL | ClickHouseTCP | Clustrix | Cockroach | CouchbaseDatabase | CouchbaseWebUI | DB2I | DB2LUW | Databricks | DocumentDBHost | DocumentDBHostIAM | DocumentDBReplicaSet | DocumentDBReplicaSetIAM | Druid | DynamoDB | DynamoDBIAM | Elastic | ElasticacheRedis | ElasticacheRedisIAM | EntraID | GCP | GCPConsole | GCPWIF | GoogleGKE | GoogleGKEUserImpersonation | GoogleGroups | GoogleSpanner | Greenplum | HTTPAuth | HTTPBasicAuth | HTTPNoAuth | Kubernetes | KubernetesBasicAuth | KubernetesPodIdentity | KubernetesServiceAccount | KubernetesServiceAccountUserImpersonation | KubernetesUserImpersonation | LLM | MCPGatewayNoAuth | MCPGatewayOAuth | MCPGatewayOAuthDCR | MCPGatewayPAT | MTLSMysql | MTLSPostgres | Maria | Memcached | Memsql | MongoHost | MongoLegacyHost | MongoLegacyReplicaset | MongoReplicaSet | MongoShardedCluster | Mysql | Neptune | NeptuneIAM | OktaGroups | Oracle | OracleNNE | Postgres | Presto | RDP | RDPCert | RDSPostgresIAM | RabbitMQAMQP091 | RawTCP | Redis | RedisCluster | Redshift | RedshiftIAM | RedshiftServerlessIAM | SQLServer | SQLServerAzureAD | SQLServerKerberosAD | SSH | SSHCert | SSHCustomerKey | SSHPassword | SingleStore | Snowflake | Snowsight | Sybase | SybaseIQ | Teradata | Trino | Vertica | None, m: typing.Any) -> None:
@@ -12441,3 +12325,4 @@ def to_pb_Resource(o: AKS | AKSBasicAuth | AKSServiceAccount | AKSServiceAccount
 
 
 _Resource_MEMBERS: dict[type, tuple[str, typing.Any]] = {AKS: ("aks", to_pb_AKS), AKSBasicAuth: ("aks_basic_auth", to_pb_AKSBasicAuth), AKSServiceAccount: ("aks_service_account", to_pb_AKSServiceAccount), AKSServiceAccountUserImpersonation: ("aks_service_account_user_impersonation", to_pb_AKSServiceAccountUserImpersonation), AKSUserImpersonation: ("aks_user_impersonation", to_pb_AKSUserImpersonation), AMQP: ("amqp", to_pb_AMQP), AWS: ("aws", to_pb_AWS), AWSConsole: ("aws_console", to_pb_AWSConsole), AWSConsoleStaticKeyPair: ("aws_console_static_key_pair", to_pb_AWSConsoleStaticKeyPair), AWSInstanceProfile: ("aws_instance_profile", to_pb_AWSInstanceProfile), Aerospike: ("aerospike", to_pb_Aerospike), AmazonEKS: ("amazon_eks", to_pb_AmazonEKS), AmazonEKSInstanceProfile: ("amazon_eks_instance_profile", to_pb_AmazonEKSInstanceProfile), AmazonEKSInstanceProfileUserImpersonation: ("amazon_eks_instance_profile_user_impersonation", to_pb_AmazonEKSInstanceProfileUserImpersonation), AmazonEKSUserImpersonation: ("amazon_eks_user_impersonation", to_pb_AmazonEKSUserImpersonation), AmazonES: ("amazon_es", to_pb_AmazonES), AmazonESIAM: ("amazon_esiam", to_pb_AmazonESIAM), AmazonMQAMQP091: ("amazon_mqamqp_091", to_pb_AmazonMQAMQP091), Athena: ("athena", to_pb_Athena), AthenaIAM: ("athena_iam", to_pb_AthenaIAM), AuroraMysql: ("aurora_mysql", to_pb_AuroraMysql), AuroraMysqlIAM: ("aurora_mysql_iam", to_pb_AuroraMysqlIAM), AuroraPostgres: ("aurora_postgres", to_pb_AuroraPostgres), AuroraPostgresIAM: ("aurora_postgres_iam", to_pb_AuroraPostgresIAM), Azure: ("azure", to_pb_Azure), AzureCertificate: ("azure_certificate", to_pb_AzureCertificate), AzureMysql: ("azure_mysql", to_pb_AzureMysql), AzureMysqlManagedIdentity: ("azure_mysql_managed_identity", to_pb_AzureMysqlManagedIdentity), AzurePostgres: ("azure_postgres", to_pb_AzurePostgres), AzurePostgresManagedIdentity: ("azure_postgres_managed_identity", to_pb_AzurePostgresManagedIdentity), BigQuery: ("big_query", to_pb_BigQuery), Cassandra: ("cassandra", to_pb_Cassandra), Citus: ("citus", to_pb_Citus), ClickHouseHTTP: ("click_house_http", to_pb_ClickHouseHTTP), ClickHouseMySQL: ("click_house_my_sql", to_pb_ClickHouseMySQL), ClickHouseTCP: ("click_house_tcp", to_pb_ClickHouseTCP), Clustrix: ("clustrix", to_pb_Clustrix), Cockroach: ("cockroach", to_pb_Cockroach), CouchbaseDatabase: ("couchbase_database", to_pb_CouchbaseDatabase), CouchbaseWebUI: ("couchbase_web_ui", to_pb_CouchbaseWebUI), DB2I: ("db_2_i", to_pb_DB2I), DB2LUW: ("db_2_luw", to_pb_DB2LUW), Databricks: ("databricks", to_pb_Databricks), DocumentDBHost: ("document_db_host", to_pb_DocumentDBHost), DocumentDBHostIAM: ("document_db_host_iam", to_pb_DocumentDBHostIAM), DocumentDBReplicaSet: ("document_db_replica_set", to_pb_DocumentDBReplicaSet), DocumentDBReplicaSetIAM: ("document_db_replica_set_iam", to_pb_DocumentDBReplicaSetIAM), Druid: ("druid", to_pb_Druid), DynamoDB: ("dynamo_db", to_pb_DynamoDB), DynamoDBIAM: ("dynamo_dbiam", to_pb_DynamoDBIAM), Elastic: ("elastic", to_pb_Elastic), ElasticacheRedis: ("elasticache_redis", to_pb_ElasticacheRedis), ElasticacheRedisIAM: ("elasticache_redis_iam", to_pb_ElasticacheRedisIAM), EntraID: ("entra_id", to_pb_EntraID), GCP: ("gcp", to_pb_GCP), GCPConsole: ("gcp_console", to_pb_GCPConsole), GCPWIF: ("gcpwif", to_pb_GCPWIF), GoogleGKE: ("google_gke", to_pb_GoogleGKE), GoogleGKEUserImpersonation: ("google_gke_user_impersonation", to_pb_GoogleGKEUserImpersonation), GoogleGroups: ("google_groups", to_pb_GoogleGroups), GoogleSpanner: ("google_spanner", to_pb_GoogleSpanner), Greenplum: ("greenplum", to_pb_Greenplum), HTTPAuth: ("http_auth", to_pb_HTTPAuth), HTTPBasicAuth: ("http_basic_auth", to_pb_HTTPBasicAuth), HTTPNoAuth: ("http_no_auth", to_pb_HTTPNoAuth), Kubernetes: ("kubernetes", to_pb_Kubernetes), KubernetesBasicAuth: ("kubernetes_basic_auth", to_pb_KubernetesBasicAuth), KubernetesPodIdentity: ("kubernetes_pod_identity", to_pb_KubernetesPodIdentity), KubernetesServiceAccount: ("kubernetes_service_account", to_pb_KubernetesServiceAccount), KubernetesServiceAccountUserImpersonation: ("kubernetes_service_account_user_impersonation", to_pb_KubernetesServiceAccountUserImpersonation), KubernetesUserImpersonation: ("kubernetes_user_impersonation", to_pb_KubernetesUserImpersonation), LLM: ("llm", to_pb_LLM), MCPGatewayNoAuth: ("mcp_gateway_no_auth", to_pb_MCPGatewayNoAuth), MCPGatewayOAuth: ("mcp_gateway_o_auth", to_pb_MCPGatewayOAuth), MCPGatewayOAuthDCR: ("mcp_gateway_o_auth_dcr", to_pb_MCPGatewayOAuthDCR), MCPGatewayPAT: ("mcp_gateway_pat", to_pb_MCPGatewayPAT), MTLSMysql: ("mtls_mysql", to_pb_MTLSMysql), MTLSPostgres: ("mtls_postgres", to_pb_MTLSPostgres), Maria: ("maria", to_pb_Maria), Memcached: ("memcached", to_pb_Memcached), Memsql: ("memsql", to_pb_Memsql), MongoHost: ("mongo_host", to_pb_MongoHost), MongoLegacyHost: ("mongo_legacy_host", to_pb_MongoLegacyHost), MongoLegacyReplicaset: ("mongo_legacy_replicaset", to_pb_MongoLegacyReplicaset), MongoReplicaSet: ("mongo_replica_set", to_pb_MongoReplicaSet), MongoShardedCluster: ("mongo_sharded_cluster", to_pb_MongoShardedCluster), Mysql: ("mysql", to_pb_Mysql), Neptune: ("neptune", to_pb_Neptune), NeptuneIAM: ("neptune_iam", to_pb_NeptuneIAM), OktaGroups: ("okta_groups", to_pb_OktaGroups), Oracle: ("oracle", to_pb_Oracle), OracleNNE: ("oracle_nne", to_pb_OracleNNE), Postgres: ("postgres", to_pb_Postgres), Presto: ("presto", to_pb_Presto), RDP: ("rdp", to_pb_RDP), RDPCert: ("rdp_cert", to_pb_RDPCert), RDSPostgresIAM: ("rds_postgres_iam", to_pb_RDSPostgresIAM), RabbitMQAMQP091: ("rabbit_mqamqp_091", to_pb_RabbitMQAMQP091), RawTCP: ("raw_tcp", to_pb_RawTCP), Redis: ("redis", to_pb_Redis), RedisCluster: ("redis_cluster", to_pb_RedisCluster), Redshift: ("redshift", to_pb_Redshift), RedshiftIAM: ("redshift_iam", to_pb_RedshiftIAM), RedshiftServerlessIAM: ("redshift_serverless_iam", to_pb_RedshiftServerlessIAM), SQLServer: ("sql_server", to_pb_SQLServer), SQLServerAzureAD: ("sql_server_azure_ad", to_pb_SQLServerAzureAD), SQLServerKerberosAD: ("sql_server_kerberos_ad", to_pb_SQLServerKerberosAD), SSH: ("ssh", to_pb_SSH), SSHCert: ("ssh_cert", to_pb_SSHCert), SSHCustomerKey: ("ssh_customer_key", to_pb_SSHCustomerKey), SSHPassword: ("ssh_password", to_pb_SSHPassword), SingleStore: ("single_store", to_pb_SingleStore), Snowflake: ("snowflake", to_pb_Snowflake), Snowsight: ("snowsight", to_pb_Snowsight), Sybase: ("sybase", to_pb_Sybase), SybaseIQ: ("sybase_iq", to_pb_SybaseIQ), Teradata: ("teradata", to_pb_Teradata), Trino: ("trino", to_pb_Trino), Vertica: ("vertica", to_pb_Vertica)}
+_Resource_FROM: dict[str, typing.Any] = {"aks": from_pb_AKS, "aks_basic_auth": from_pb_AKSBasicAuth, "aks_service_account": from_pb_AKSServiceAccount, "aks_service_account_user_impersonation": from_pb_AKSServiceAccountUserImpersonation, "aks_user_impersonation": from_pb_AKSUserImpersonation, "amqp": from_pb_AMQP, "aws": from_pb_AWS, "aws_console": from_pb_AWSConsole, "aws_console_static_key_pair": from_pb_AWSConsoleStaticKeyPair, "aws_instance_profile": from_pb_AWSInstanceProfile, "aerospike": from_pb_Aerospike, "amazon_eks": from_pb_AmazonEKS, "amazon_eks_instance_profile": from_pb_AmazonEKSInstanceProfile, "amazon_eks_instance_profile_user_impersonation": from_pb_AmazonEKSInstanceProfileUserImpersonation, "amazon_eks_user_impersonation": from_pb_AmazonEKSUserImpersonation, "amazon_es": from_pb_AmazonES, "amazon_esiam": from_pb_AmazonESIAM, "amazon_mqamqp_091": from_pb_AmazonMQAMQP091, "athena": from_pb_Athena, "athena_iam": from_pb_AthenaIAM, "aurora_mysql": from_pb_AuroraMysql, "aurora_mysql_iam": from_pb_AuroraMysqlIAM, "aurora_postgres": from_pb_AuroraPostgres, "aurora_postgres_iam": from_pb_AuroraPostgresIAM, "azure": from_pb_Azure, "azure_certificate": from_pb_AzureCertificate, "azure_mysql": from_pb_AzureMysql, "azure_mysql_managed_identity": from_pb_AzureMysqlManagedIdentity, "azure_postgres": from_pb_AzurePostgres, "azure_postgres_managed_identity": from_pb_AzurePostgresManagedIdentity, "big_query": from_pb_BigQuery, "cassandra": from_pb_Cassandra, "citus": from_pb_Citus, "click_house_http": from_pb_ClickHouseHTTP, "click_house_my_sql": from_pb_ClickHouseMySQL, "click_house_tcp": from_pb_ClickHouseTCP, "clustrix": from_pb_Clustrix, "cockroach": from_pb_Cockroach, "couchbase_database": from_pb_CouchbaseDatabase, "couchbase_web_ui": from_pb_CouchbaseWebUI, "db_2_i": from_pb_DB2I, "db_2_luw": from_pb_DB2LUW, "databricks": from_pb_Databricks, "document_db_host": from_pb_DocumentDBHost, "document_db_host_iam": from_pb_DocumentDBHostIAM, "document_db_replica_set": from_pb_DocumentDBReplicaSet, "document_db_replica_set_iam": from_pb_DocumentDBReplicaSetIAM, "druid": from_pb_Druid, "dynamo_db": from_pb_DynamoDB, "dynamo_dbiam": from_pb_DynamoDBIAM, "elastic": from_pb_Elastic, "elasticache_redis": from_pb_ElasticacheRedis, "elasticache_redis_iam": from_pb_ElasticacheRedisIAM, "entra_id": from_pb_EntraID, "gcp": from_pb_GCP, "gcp_console": from_pb_GCPConsole, "gcpwif": from_pb_GCPWIF, "google_gke": from_pb_GoogleGKE, "google_gke_user_impersonation": from_pb_GoogleGKEUserImpersonation, "google_groups": from_pb_GoogleGroups, "google_spanner": from_pb_GoogleSpanner, "greenplum": from_pb_Greenplum, "http_auth": from_pb_HTTPAuth, "http_basic_auth": from_pb_HTTPBasicAuth, "http_no_auth": from_pb_HTTPNoAuth, "kubernetes": from_pb_Kubernetes, "kubernetes_basic_auth": from_pb_KubernetesBasicAuth, "kubernetes_pod_identity": from_pb_KubernetesPodIdentity, "kubernetes_service_account": from_pb_KubernetesServiceAccount, "kubernetes_service_account_user_impersonation": from_pb_KubernetesServiceAccountUserImpersonation, "kubernetes_user_impersonation": from_pb_KubernetesUserImpersonation, "llm": from_pb_LLM, "mcp_gateway_no_auth": from_pb_MCPGatewayNoAuth, "mcp_gateway_o_auth": from_pb_MCPGatewayOAuth, "mcp_gateway_o_auth_dcr": from_pb_MCPGatewayOAuthDCR, "mcp_gateway_pat": from_pb_MCPGatewayPAT, "mtls_mysql": from_pb_MTLSMysql, "mtls_postgres": from_pb_MTLSPostgres, "maria": from_pb_Maria, "memcached": from_pb_Memcached, "memsql": from_pb_Memsql, "mongo_host": from_pb_MongoHost, "mongo_legacy_host": from_pb_MongoLegacyHost, "mongo_legacy_replicaset": from_pb_MongoLegacyReplicaset, "mongo_replica_set": from_pb_MongoReplicaSet, "mongo_sharded_cluster": from_pb_MongoShardedCluster, "mysql": from_pb_Mysql, "neptune": from_pb_Neptune, "neptune_iam": from_pb_NeptuneIAM, "okta_groups": from_pb_OktaGroups, "oracle": from_pb_Oracle, "oracle_nne": from_pb_OracleNNE, "postgres": from_pb_Postgres, "presto": from_pb_Presto, "rdp": from_pb_RDP, "rdp_cert": from_pb_RDPCert, "rds_postgres_iam": from_pb_RDSPostgresIAM, "rabbit_mqamqp_091": from_pb_RabbitMQAMQP091, "raw_tcp": from_pb_RawTCP, "redis": from_pb_Redis, "redis_cluster": from_pb_RedisCluster, "redshift": from_pb_Redshift, "redshift_iam": from_pb_RedshiftIAM, "redshift_serverless_iam": from_pb_RedshiftServerlessIAM, "sql_server": from_pb_SQLServer, "sql_server_azure_ad": from_pb_SQLServerAzureAD, "sql_server_kerberos_ad": from_pb_SQLServerKerberosAD, "ssh": from_pb_SSH, "ssh_cert": from_pb_SSHCert, "ssh_customer_key": from_pb_SSHCustomerKey, "ssh_password": from_pb_SSHPassword, "single_store": from_pb_SingleStore, "snowflake": from_pb_Snowflake, "snowsight": from_pb_Snowsight, "sybase": from_pb_Sybase, "sybase_iq": from_pb_SybaseIQ, "teradata": from_pb_Teradata, "trino": from_pb_Trino, "vertica": from_pb_Vertica}

@@ -15,6 +15,7 @@ class GrantedAccountEntitlement(Model):
     """The `GrantedAccountEntitlement` model of the StrongDM API."""
 
     __slots__ = ('group_id', 'last_accessed', 'mapped_identities', 'origin_id', 'resource_id', )
+    _lazy = {'last_accessed': ('timestamp', 0)}
 
     group_id: str
     last_accessed: datetime.datetime | None
@@ -68,10 +69,11 @@ class GrantedEntitlementKubernetesPrivileges(Model):
 def from_pb_GrantedAccountEntitlement(m: typing.Any) -> GrantedAccountEntitlement:
     o = _new(GrantedAccountEntitlement)
     o.group_id = m.group_id
-    o.last_accessed = ts_from_pb(m.last_accessed)
     o.mapped_identities = from_pb_MappedIdentities(m.mapped_identities)
     o.origin_id = m.origin_id
     o.resource_id = m.resource_id
+    t_last_accessed = m.last_accessed
+    o._raw = (t_last_accessed.seconds, t_last_accessed.nanos,)
     return o
 
 

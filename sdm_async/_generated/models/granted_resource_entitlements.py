@@ -16,6 +16,7 @@ class GrantedResourceEntitlement(Model):
     """The `GrantedResourceEntitlement` model of the StrongDM API."""
 
     __slots__ = ('account_id', 'group_id', 'last_accessed', 'mapped_identities', 'origin_id', )
+    _lazy = {'last_accessed': ('timestamp', 0)}
 
     account_id: str
     group_id: str
@@ -42,9 +43,10 @@ def from_pb_GrantedResourceEntitlement(m: typing.Any) -> GrantedResourceEntitlem
     o = _new(GrantedResourceEntitlement)
     o.account_id = m.account_id
     o.group_id = m.group_id
-    o.last_accessed = ts_from_pb(m.last_accessed)
     o.mapped_identities = from_pb_MappedIdentities(m.mapped_identities)
     o.origin_id = m.origin_id
+    t_last_accessed = m.last_accessed
+    o._raw = (t_last_accessed.seconds, t_last_accessed.nanos,)
     return o
 
 

@@ -16,6 +16,7 @@ class GrantedRoleEntitlement(Model):
     """The `GrantedRoleEntitlement` model of the StrongDM API."""
 
     __slots__ = ('group_id', 'last_accessed', 'mapped_identities', 'resource_id', )
+    _lazy = {'last_accessed': ('timestamp', 0)}
 
     group_id: str
     last_accessed: datetime.datetime | None
@@ -38,9 +39,10 @@ class GrantedRoleEntitlement(Model):
 def from_pb_GrantedRoleEntitlement(m: typing.Any) -> GrantedRoleEntitlement:
     o = _new(GrantedRoleEntitlement)
     o.group_id = m.group_id
-    o.last_accessed = ts_from_pb(m.last_accessed)
     o.mapped_identities = from_pb_MappedIdentities(m.mapped_identities)
     o.resource_id = m.resource_id
+    t_last_accessed = m.last_accessed
+    o._raw = (t_last_accessed.seconds, t_last_accessed.nanos,)
     return o
 
 

@@ -234,6 +234,7 @@ class Group(Model):
     """The `Group` model of the StrongDM API."""
 
     __slots__ = ('description', 'id', 'name', 'source', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     description: str
     id: str
@@ -449,7 +450,7 @@ def from_pb_Group(m: typing.Any) -> Group:
     o.id = m.id
     o.name = m.name
     o.source = m.source
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 

@@ -30,6 +30,7 @@ class Healthcheck(Model):
     """The `Healthcheck` model of the StrongDM API."""
 
     __slots__ = ('error_msg', 'healthy', 'id', 'node_id', 'node_name', 'resource_id', 'resource_name', 'timestamp', )
+    _lazy = {'timestamp': ('timestamp', 0)}
 
     error_msg: str
     healthy: bool
@@ -82,7 +83,8 @@ def from_pb_Healthcheck(m: typing.Any) -> Healthcheck:
     o.node_name = m.node_name
     o.resource_id = m.resource_id
     o.resource_name = m.resource_name
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_timestamp = m.timestamp
+    o._raw = (t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

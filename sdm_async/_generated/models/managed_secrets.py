@@ -305,6 +305,7 @@ class ManagedSecretLog(Model):
 
     __slots__ = ('account_id', 'action', 'created_at', 'debug', 'id', 'managed_secret_id', 'secret_engine_id', )
     _secrets = frozenset({'managed_secret_id', 'secret_engine_id'})
+    _lazy = {'created_at': ('timestamp', 0)}
 
     account_id: str
     action: str
@@ -338,6 +339,7 @@ class ManagedSecret(Model):
 
     __slots__ = ('config', 'expires_at', 'id', 'last_rotated_at', 'lock_required', 'name', 'policy', 'secret_engine_id', 'secret_store_path', 'tags', 'value', )
     _secrets = frozenset({'secret_engine_id', 'secret_store_path', 'value'})
+    _lazy = {'expires_at': ('timestamp', 0), 'last_rotated_at': ('timestamp', 2), 'tags': ('tags', 4)}
 
     config: str
     expires_at: datetime.datetime | None
@@ -682,11 +684,12 @@ def from_pb_ManagedSecretLog(m: typing.Any) -> ManagedSecretLog:
     o = _new(ManagedSecretLog)
     o.account_id = m.account_id
     o.action = m.action
-    o.created_at = ts_from_pb(m.created_at)
     o.debug = m.debug
     o.id = m.id
     o.managed_secret_id = m.managed_secret_id
     o.secret_engine_id = m.secret_engine_id
+    t_created_at = m.created_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos,)
     return o
 
 
@@ -704,16 +707,16 @@ def to_pb_ManagedSecretLog(o: ManagedSecretLog, m: typing.Any) -> None:
 def from_pb_ManagedSecret(m: typing.Any) -> ManagedSecret:
     o = _new(ManagedSecret)
     o.config = m.config
-    o.expires_at = ts_from_pb(m.expires_at)
     o.id = m.id
-    o.last_rotated_at = ts_from_pb(m.last_rotated_at)
     o.lock_required = m.lock_required
     o.name = m.name
     o.policy = from_pb_ManagedSecretPolicy(m.policy)
     o.secret_engine_id = m.secret_engine_id
     o.secret_store_path = m.secret_store_path
-    o.tags = tags_from_pb(m.tags)
     o.value = m.value
+    t_expires_at = m.expires_at
+    t_last_rotated_at = m.last_rotated_at
+    o._raw = (t_expires_at.seconds, t_expires_at.nanos, t_last_rotated_at.seconds, t_last_rotated_at.nanos, m.tags.SerializeToString(),)
     return o
 
 

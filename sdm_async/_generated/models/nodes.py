@@ -120,6 +120,7 @@ class Relay(Model):
     """The `Relay` model of the StrongDM API."""
 
     __slots__ = ('device', 'gateway_filter', 'id', 'location', 'maintenance_windows', 'name', 'state', 'tags', 'version', )
+    _lazy = {'tags': ('tags', 0)}
 
     device: str
     gateway_filter: str
@@ -158,6 +159,7 @@ class Gateway(Model):
     """The `Gateway` model of the StrongDM API."""
 
     __slots__ = ('bind_address', 'device', 'gateway_filter', 'id', 'listen_address', 'location', 'maintenance_windows', 'name', 'state', 'tags', 'version', )
+    _lazy = {'tags': ('tags', 0)}
 
     bind_address: str
     device: str
@@ -202,6 +204,7 @@ class ProxyCluster(Model):
     """The `ProxyCluster` model of the StrongDM API."""
 
     __slots__ = ('address', 'id', 'maintenance_windows', 'name', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     address: str
     id: str
@@ -345,8 +348,8 @@ def from_pb_Relay(m: typing.Any) -> Relay:
     o.maintenance_windows = [from_pb_NodeMaintenanceWindow(x) for x in m.maintenance_windows]
     o.name = m.name
     o.state = m.state
-    o.tags = tags_from_pb(m.tags)
     o.version = m.version
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -375,8 +378,8 @@ def from_pb_Gateway(m: typing.Any) -> Gateway:
     o.maintenance_windows = [from_pb_NodeMaintenanceWindow(x) for x in m.maintenance_windows]
     o.name = m.name
     o.state = m.state
-    o.tags = tags_from_pb(m.tags)
     o.version = m.version
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -402,7 +405,7 @@ def from_pb_ProxyCluster(m: typing.Any) -> ProxyCluster:
     o.id = m.id
     o.maintenance_windows = [from_pb_NodeMaintenanceWindow(x) for x in m.maintenance_windows]
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -433,13 +436,10 @@ Node = typing.Union[Relay, Gateway, ProxyCluster]
 
 def from_pb_Node(m: typing.Any) -> Relay | Gateway | ProxyCluster | None:
     which = m.WhichOneof("node")
-    if which == "relay":
-        return from_pb_Relay(m.relay)
-    if which == "gateway":
-        return from_pb_Gateway(m.gateway)
-    if which == "proxy_cluster":
-        return from_pb_ProxyCluster(m.proxy_cluster)
-    return None
+    convert = _Node_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_Node(o: Relay | Gateway | ProxyCluster | None, m: typing.Any) -> None:
@@ -455,3 +455,4 @@ def to_pb_Node(o: Relay | Gateway | ProxyCluster | None, m: typing.Any) -> None:
 
 
 _Node_MEMBERS: dict[type, tuple[str, typing.Any]] = {Relay: ("relay", to_pb_Relay), Gateway: ("gateway", to_pb_Gateway), ProxyCluster: ("proxy_cluster", to_pb_ProxyCluster)}
+_Node_FROM: dict[str, typing.Any] = {"relay": from_pb_Relay, "gateway": from_pb_Gateway, "proxy_cluster": from_pb_ProxyCluster}

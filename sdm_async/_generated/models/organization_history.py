@@ -15,6 +15,7 @@ class OrganizationHistoryRecord(Model):
     """The `OrganizationHistoryRecord` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'organization', 'timestamp', )
+    _lazy = {'timestamp': ('timestamp', 0)}
 
     activity_id: str
     organization: Organization | None
@@ -35,6 +36,7 @@ class Organization(Model):
     """The `Organization` model of the StrongDM API."""
 
     __slots__ = ('auth_provider', 'created_at', 'device_trust_enabled', 'device_trust_provider', 'discard_replays', 'enforce_single_session', 'idle_timeout', 'idle_timeout_enabled', 'kind', 'log_config', 'log_local_encoder', 'log_local_format', 'log_local_storage', 'log_remote_encoder', 'log_socket_path', 'log_tcp_address', 'loopback_range', 'mfa_enabled', 'mfa_provider', 'name', 'public_key_pem', 'require_secret_store', 'saml_metadata_url', 'scim_provider', 'sensitive_label', 'session_timeout', 'session_timeout_enabled', 'ssh_certificate_authority_public_key', 'ssh_certificate_authority_updated_at', 'updated_at', 'websites_subdomain', )
+    _lazy = {'created_at': ('timestamp', 0), 'idle_timeout': ('duration', 2), 'session_timeout': ('duration', 4), 'ssh_certificate_authority_updated_at': ('timestamp', 6), 'updated_at': ('timestamp', 8)}
 
     auth_provider: str
     created_at: datetime.datetime | None
@@ -188,7 +190,8 @@ def from_pb_OrganizationHistoryRecord(m: typing.Any) -> OrganizationHistoryRecor
     o = _new(OrganizationHistoryRecord)
     o.activity_id = m.activity_id
     o.organization = from_pb_Organization(m.organization)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_timestamp = m.timestamp
+    o._raw = (t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 
@@ -204,12 +207,10 @@ def to_pb_OrganizationHistoryRecord(o: OrganizationHistoryRecord, m: typing.Any)
 def from_pb_Organization(m: typing.Any) -> Organization:
     o = _new(Organization)
     o.auth_provider = m.auth_provider
-    o.created_at = ts_from_pb(m.created_at)
     o.device_trust_enabled = m.device_trust_enabled
     o.device_trust_provider = m.device_trust_provider
     o.discard_replays = m.discard_replays
     o.enforce_single_session = m.enforce_single_session
-    o.idle_timeout = dur_from_pb(m.idle_timeout)
     o.idle_timeout_enabled = m.idle_timeout_enabled
     o.kind = m.kind
     o.log_config = from_pb_LogConfig(m.log_config)
@@ -228,12 +229,15 @@ def from_pb_Organization(m: typing.Any) -> Organization:
     o.saml_metadata_url = m.saml_metadata_url
     o.scim_provider = m.scim_provider
     o.sensitive_label = m.sensitive_label
-    o.session_timeout = dur_from_pb(m.session_timeout)
     o.session_timeout_enabled = m.session_timeout_enabled
     o.ssh_certificate_authority_public_key = m.ssh_certificate_authority_public_key
-    o.ssh_certificate_authority_updated_at = ts_from_pb(m.ssh_certificate_authority_updated_at)
-    o.updated_at = ts_from_pb(m.updated_at)
     o.websites_subdomain = m.websites_subdomain
+    t_created_at = m.created_at
+    t_idle_timeout = m.idle_timeout
+    t_session_timeout = m.session_timeout
+    t_ssh_certificate_authority_updated_at = m.ssh_certificate_authority_updated_at
+    t_updated_at = m.updated_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos, t_idle_timeout.seconds, t_idle_timeout.nanos, t_session_timeout.seconds, t_session_timeout.nanos, t_ssh_certificate_authority_updated_at.seconds, t_ssh_certificate_authority_updated_at.nanos, t_updated_at.seconds, t_updated_at.nanos,)
     return o
 
 

@@ -16,6 +16,7 @@ class PolicyHistory(Model):
     """The `PolicyHistory` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'deleted_at', 'policy', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     activity_id: str
     deleted_at: datetime.datetime | None
@@ -38,9 +39,10 @@ class PolicyHistory(Model):
 def from_pb_PolicyHistory(m: typing.Any) -> PolicyHistory:
     o = _new(PolicyHistory)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
     o.policy = from_pb_Policy(m.policy)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -77,6 +77,7 @@ class ProxyClusterKey(Model):
     """The `ProxyClusterKey` model of the StrongDM API."""
 
     __slots__ = ('created_at', 'id', 'last_used_at', 'proxy_cluster_id', )
+    _lazy = {'created_at': ('timestamp', 0), 'last_used_at': ('timestamp', 2)}
 
     created_at: datetime.datetime | None
     id: str
@@ -156,10 +157,11 @@ def to_pb_ProxyClusterKeyDeleteResponse(o: ProxyClusterKeyDeleteResponse, m: typ
 
 def from_pb_ProxyClusterKey(m: typing.Any) -> ProxyClusterKey:
     o = _new(ProxyClusterKey)
-    o.created_at = ts_from_pb(m.created_at)
     o.id = m.id
-    o.last_used_at = ts_from_pb(m.last_used_at)
     o.proxy_cluster_id = m.proxy_cluster_id
+    t_created_at = m.created_at
+    t_last_used_at = m.last_used_at
+    o._raw = (t_created_at.seconds, t_created_at.nanos, t_last_used_at.seconds, t_last_used_at.nanos,)
     return o
 
 

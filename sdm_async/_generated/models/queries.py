@@ -15,6 +15,7 @@ class Query(Model):
     """The `Query` model of the StrongDM API."""
 
     __slots__ = ('account_email', 'account_first_name', 'account_id', 'account_last_name', 'account_tags', 'authzjson', 'capture', 'client_ip', 'completed_at', 'duration', 'egress_node_id', 'encrypted', 'id', 'identity_alias_username', 'initiator', 'metadata_json', 'query_body', 'query_category', 'query_hash', 'query_key', 'record_count', 'remote_identity_username', 'replayable', 'resource_id', 'resource_name', 'resource_tags', 'resource_type', 'source_ip', 'target', 'timestamp', )
+    _lazy = {'account_tags': ('tags', 0), 'completed_at': ('timestamp', 1), 'duration': ('duration', 3), 'resource_tags': ('tags', 5), 'timestamp': ('timestamp', 6)}
 
     account_email: str
     account_first_name: str
@@ -200,12 +201,9 @@ def from_pb_Query(m: typing.Any) -> Query:
     o.account_first_name = m.account_first_name
     o.account_id = m.account_id
     o.account_last_name = m.account_last_name
-    o.account_tags = tags_from_pb(m.account_tags)
     o.authzjson = m.authzJson
     o.capture = from_pb_QueryCapture(m.capture)
     o.client_ip = m.client_ip
-    o.completed_at = ts_from_pb(m.completed_at)
-    o.duration = dur_from_pb(m.duration)
     o.egress_node_id = m.egress_node_id
     o.encrypted = m.encrypted
     o.id = m.id
@@ -221,11 +219,13 @@ def from_pb_Query(m: typing.Any) -> Query:
     o.replayable = m.replayable
     o.resource_id = m.resource_id
     o.resource_name = m.resource_name
-    o.resource_tags = tags_from_pb(m.resource_tags)
     o.resource_type = m.resource_type
     o.source_ip = m.source_ip
     o.target = m.target
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_completed_at = m.completed_at
+    t_duration = m.duration
+    t_timestamp = m.timestamp
+    o._raw = (m.account_tags.SerializeToString(), t_completed_at.seconds, t_completed_at.nanos, t_duration.seconds, t_duration.nanos, m.resource_tags.SerializeToString(), t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -35,6 +35,7 @@ class ReplayChunkEvent(Model):
     """The `ReplayChunkEvent` model of the StrongDM API."""
 
     __slots__ = ('data', 'duration', )
+    _lazy = {'duration': ('duration', 0)}
 
     data: bytes
     duration: datetime.timedelta | None
@@ -66,7 +67,8 @@ def to_pb_ReplayChunk(o: ReplayChunk, m: typing.Any) -> None:
 def from_pb_ReplayChunkEvent(m: typing.Any) -> ReplayChunkEvent:
     o = _new(ReplayChunkEvent)
     o.data = m.data
-    o.duration = dur_from_pb(m.duration)
+    t_duration = m.duration
+    o._raw = (t_duration.seconds, t_duration.nanos,)
     return o
 
 

@@ -15,6 +15,7 @@ class RoleResource(Model):
     """The `RoleResource` model of the StrongDM API."""
 
     __slots__ = ('granted_at', 'resource_id', 'role_id', )
+    _lazy = {'granted_at': ('timestamp', 0)}
 
     granted_at: datetime.datetime | None
     resource_id: str
@@ -33,9 +34,10 @@ class RoleResource(Model):
 
 def from_pb_RoleResource(m: typing.Any) -> RoleResource:
     o = _new(RoleResource)
-    o.granted_at = ts_from_pb(m.granted_at)
     o.resource_id = m.resource_id
     o.role_id = m.role_id
+    t_granted_at = m.granted_at
+    o._raw = (t_granted_at.seconds, t_granted_at.nanos,)
     return o
 
 

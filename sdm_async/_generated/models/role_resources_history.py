@@ -16,6 +16,7 @@ class RoleResourceHistory(Model):
     """The `RoleResourceHistory` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'deleted_at', 'role_resource', 'timestamp', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     activity_id: str
     deleted_at: datetime.datetime | None
@@ -38,9 +39,10 @@ class RoleResourceHistory(Model):
 def from_pb_RoleResourceHistory(m: typing.Any) -> RoleResourceHistory:
     o = _new(RoleResourceHistory)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
     o.role_resource = from_pb_RoleResource(m.role_resource)
-    o.timestamp = ts_from_pb(m.timestamp)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

@@ -93,6 +93,7 @@ class Role(Model):
     """The `Role` model of the StrongDM API."""
 
     __slots__ = ('access_rules', 'id', 'managed_by', 'name', 'tags', )
+    _lazy = {'access_rules': ('json_list', 0), 'tags': ('tags', 1)}
 
     access_rules: list[typing.Any]
     id: str
@@ -193,11 +194,10 @@ def to_pb_RoleDeleteResponse(o: RoleDeleteResponse, m: typing.Any) -> None:
 
 def from_pb_Role(m: typing.Any) -> Role:
     o = _new(Role)
-    o.access_rules = json_list_from_pb(m.access_rules)
     o.id = m.id
     o.managed_by = m.managed_by
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.access_rules, m.tags.SerializeToString(),)
     return o
 
 

@@ -17,6 +17,7 @@ class ActiveDirectoryEngine(Model):
 
     __slots__ = ('after_read_ttl', 'binddn', 'bindpass', 'certificate', 'connection_timeout', 'do_not_validate_timestamps', 'id', 'insecure_tls', 'key_rotation_interval_days', 'max_backoff_duration', 'name', 'node_selector', 'policy', 'public_key', 'request_timeout', 'secret_store_id', 'secret_store_root_path', 'start_tls', 'tags', 'ttl', 'upndomain', 'url', 'userdn', )
     _secrets = frozenset({'bindpass', 'secret_store_id', 'secret_store_root_path'})
+    _lazy = {'after_read_ttl': ('duration', 0), 'max_backoff_duration': ('duration', 2), 'tags': ('tags', 4), 'ttl': ('duration', 5)}
 
     after_read_ttl: datetime.timedelta | None
     binddn: str
@@ -98,6 +99,7 @@ class KeyValueEngine(Model):
 
     __slots__ = ('id', 'key_rotation_interval_days', 'name', 'node_selector', 'public_key', 'secret_store_id', 'secret_store_root_path', 'tags', )
     _secrets = frozenset({'secret_store_id', 'secret_store_root_path'})
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     key_rotation_interval_days: int
@@ -134,6 +136,7 @@ class MysqlEngine(Model):
 
     __slots__ = ('after_read_ttl', 'database', 'hostname', 'id', 'key_rotation_interval_days', 'name', 'node_selector', 'password', 'policy', 'port', 'public_key', 'secret_store_id', 'secret_store_root_path', 'tags', 'tls', 'tls_skip_verify', 'ttl', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'secret_store_root_path'})
+    _lazy = {'after_read_ttl': ('duration', 0), 'tags': ('tags', 2), 'ttl': ('duration', 3)}
 
     after_read_ttl: datetime.timedelta | None
     database: str
@@ -200,6 +203,7 @@ class PostgresEngine(Model):
 
     __slots__ = ('after_read_ttl', 'database', 'hostname', 'id', 'key_rotation_interval_days', 'name', 'node_selector', 'password', 'policy', 'port', 'public_key', 'secret_store_id', 'secret_store_root_path', 'tags', 'tls', 'ttl', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'secret_store_root_path'})
+    _lazy = {'after_read_ttl': ('duration', 0), 'tags': ('tags', 2), 'ttl': ('duration', 3)}
 
     after_read_ttl: datetime.timedelta | None
     database: str
@@ -263,6 +267,7 @@ class SqlserverEngine(Model):
 
     __slots__ = ('after_read_ttl', 'database', 'hostname', 'id', 'key_rotation_interval_days', 'name', 'node_selector', 'password', 'policy', 'port', 'public_key', 'secret_store_id', 'secret_store_root_path', 'tags', 'tls', 'tls_skip_verify', 'ttl', 'username', )
     _secrets = frozenset({'password', 'secret_store_id', 'secret_store_root_path'})
+    _lazy = {'after_read_ttl': ('duration', 0), 'tags': ('tags', 2), 'ttl': ('duration', 3)}
 
     after_read_ttl: datetime.timedelta | None
     database: str
@@ -326,7 +331,6 @@ class SqlserverEngine(Model):
 
 def from_pb_ActiveDirectoryEngine(m: typing.Any) -> ActiveDirectoryEngine:
     o = _new(ActiveDirectoryEngine)
-    o.after_read_ttl = dur_from_pb(m.after_read_ttl)
     o.binddn = m.binddn
     o.bindpass = m.bindpass
     o.certificate = m.certificate
@@ -335,7 +339,6 @@ def from_pb_ActiveDirectoryEngine(m: typing.Any) -> ActiveDirectoryEngine:
     o.id = m.id
     o.insecure_tls = m.insecure_tls
     o.key_rotation_interval_days = m.key_rotation_interval_days
-    o.max_backoff_duration = dur_from_pb(m.max_backoff_duration)
     o.name = m.name
     o.node_selector = m.node_selector
     o.policy = from_pb_SecretEnginePolicy(m.policy)
@@ -344,11 +347,13 @@ def from_pb_ActiveDirectoryEngine(m: typing.Any) -> ActiveDirectoryEngine:
     o.secret_store_id = m.secret_store_id
     o.secret_store_root_path = m.secret_store_root_path
     o.start_tls = m.start_tls
-    o.tags = tags_from_pb(m.tags)
-    o.ttl = dur_from_pb(m.ttl)
     o.upndomain = m.upndomain
     o.url = m.url
     o.userdn = m.userdn
+    t_after_read_ttl = m.after_read_ttl
+    t_max_backoff_duration = m.max_backoff_duration
+    t_ttl = m.ttl
+    o._raw = (t_after_read_ttl.seconds, t_after_read_ttl.nanos, t_max_backoff_duration.seconds, t_max_backoff_duration.nanos, m.tags.SerializeToString(), t_ttl.seconds, t_ttl.nanos,)
     return o
 
 
@@ -393,7 +398,7 @@ def from_pb_KeyValueEngine(m: typing.Any) -> KeyValueEngine:
     o.public_key = m.public_key
     o.secret_store_id = m.secret_store_id
     o.secret_store_root_path = m.secret_store_root_path
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -411,7 +416,6 @@ def to_pb_KeyValueEngine(o: KeyValueEngine, m: typing.Any) -> None:
 
 def from_pb_MysqlEngine(m: typing.Any) -> MysqlEngine:
     o = _new(MysqlEngine)
-    o.after_read_ttl = dur_from_pb(m.after_read_ttl)
     o.database = m.database
     o.hostname = m.hostname
     o.id = m.id
@@ -424,11 +428,12 @@ def from_pb_MysqlEngine(m: typing.Any) -> MysqlEngine:
     o.public_key = m.public_key
     o.secret_store_id = m.secret_store_id
     o.secret_store_root_path = m.secret_store_root_path
-    o.tags = tags_from_pb(m.tags)
     o.tls = m.tls
     o.tls_skip_verify = m.tls_skip_verify
-    o.ttl = dur_from_pb(m.ttl)
     o.username = m.username
+    t_after_read_ttl = m.after_read_ttl
+    t_ttl = m.ttl
+    o._raw = (t_after_read_ttl.seconds, t_after_read_ttl.nanos, m.tags.SerializeToString(), t_ttl.seconds, t_ttl.nanos,)
     return o
 
 
@@ -460,7 +465,6 @@ def to_pb_MysqlEngine(o: MysqlEngine, m: typing.Any) -> None:
 
 def from_pb_PostgresEngine(m: typing.Any) -> PostgresEngine:
     o = _new(PostgresEngine)
-    o.after_read_ttl = dur_from_pb(m.after_read_ttl)
     o.database = m.database
     o.hostname = m.hostname
     o.id = m.id
@@ -473,10 +477,11 @@ def from_pb_PostgresEngine(m: typing.Any) -> PostgresEngine:
     o.public_key = m.public_key
     o.secret_store_id = m.secret_store_id
     o.secret_store_root_path = m.secret_store_root_path
-    o.tags = tags_from_pb(m.tags)
     o.tls = m.tls
-    o.ttl = dur_from_pb(m.ttl)
     o.username = m.username
+    t_after_read_ttl = m.after_read_ttl
+    t_ttl = m.ttl
+    o._raw = (t_after_read_ttl.seconds, t_after_read_ttl.nanos, m.tags.SerializeToString(), t_ttl.seconds, t_ttl.nanos,)
     return o
 
 
@@ -507,7 +512,6 @@ def to_pb_PostgresEngine(o: PostgresEngine, m: typing.Any) -> None:
 
 def from_pb_SqlserverEngine(m: typing.Any) -> SqlserverEngine:
     o = _new(SqlserverEngine)
-    o.after_read_ttl = dur_from_pb(m.after_read_ttl)
     o.database = m.database
     o.hostname = m.hostname
     o.id = m.id
@@ -520,11 +524,12 @@ def from_pb_SqlserverEngine(m: typing.Any) -> SqlserverEngine:
     o.public_key = m.public_key
     o.secret_store_id = m.secret_store_id
     o.secret_store_root_path = m.secret_store_root_path
-    o.tags = tags_from_pb(m.tags)
     o.tls = m.tls
     o.tls_skip_verify = m.tls_skip_verify
-    o.ttl = dur_from_pb(m.ttl)
     o.username = m.username
+    t_after_read_ttl = m.after_read_ttl
+    t_ttl = m.ttl
+    o._raw = (t_after_read_ttl.seconds, t_after_read_ttl.nanos, m.tags.SerializeToString(), t_ttl.seconds, t_ttl.nanos,)
     return o
 
 
@@ -559,17 +564,10 @@ SecretEngine = typing.Union[ActiveDirectoryEngine, KeyValueEngine, MysqlEngine, 
 
 def from_pb_SecretEngine(m: typing.Any) -> ActiveDirectoryEngine | KeyValueEngine | MysqlEngine | PostgresEngine | SqlserverEngine | None:
     which = m.WhichOneof("secret_engine")
-    if which == "active_directory":
-        return from_pb_ActiveDirectoryEngine(m.active_directory)
-    if which == "key_value":
-        return from_pb_KeyValueEngine(m.key_value)
-    if which == "mysql":
-        return from_pb_MysqlEngine(m.mysql)
-    if which == "postgres":
-        return from_pb_PostgresEngine(m.postgres)
-    if which == "sqlserver":
-        return from_pb_SqlserverEngine(m.sqlserver)
-    return None
+    convert = _SecretEngine_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_SecretEngine(o: ActiveDirectoryEngine | KeyValueEngine | MysqlEngine | PostgresEngine | SqlserverEngine | None, m: typing.Any) -> None:
@@ -585,3 +583,4 @@ def to_pb_SecretEngine(o: ActiveDirectoryEngine | KeyValueEngine | MysqlEngine |
 
 
 _SecretEngine_MEMBERS: dict[type, tuple[str, typing.Any]] = {ActiveDirectoryEngine: ("active_directory", to_pb_ActiveDirectoryEngine), KeyValueEngine: ("key_value", to_pb_KeyValueEngine), MysqlEngine: ("mysql", to_pb_MysqlEngine), PostgresEngine: ("postgres", to_pb_PostgresEngine), SqlserverEngine: ("sqlserver", to_pb_SqlserverEngine)}
+_SecretEngine_FROM: dict[str, typing.Any] = {"active_directory": from_pb_ActiveDirectoryEngine, "key_value": from_pb_KeyValueEngine, "mysql": from_pb_MysqlEngine, "postgres": from_pb_PostgresEngine, "sqlserver": from_pb_SqlserverEngine}

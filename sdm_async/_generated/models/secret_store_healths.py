@@ -45,6 +45,7 @@ class SecretStoreHealth(Model):
 
     __slots__ = ('changed_at', 'checked_at', 'error', 'flags', 'node_id', 'reachability', 'secret_store_id', 'status', )
     _secrets = frozenset({'secret_store_id'})
+    _lazy = {'changed_at': ('timestamp', 0), 'checked_at': ('timestamp', 2)}
 
     changed_at: datetime.datetime | None
     checked_at: datetime.datetime | None
@@ -102,14 +103,15 @@ def to_pb_SecretStoreHealthcheckResponse(o: SecretStoreHealthcheckResponse, m: t
 
 def from_pb_SecretStoreHealth(m: typing.Any) -> SecretStoreHealth:
     o = _new(SecretStoreHealth)
-    o.changed_at = ts_from_pb(m.changed_at)
-    o.checked_at = ts_from_pb(m.checked_at)
     o.error = m.error
     o.flags = list(m.flags)
     o.node_id = m.node_id
     o.reachability = m.reachability
     o.secret_store_id = m.secret_store_id
     o.status = m.status
+    t_changed_at = m.changed_at
+    t_checked_at = m.checked_at
+    o._raw = (t_changed_at.seconds, t_changed_at.nanos, t_checked_at.seconds, t_checked_at.nanos,)
     return o
 
 

@@ -15,6 +15,7 @@ class AWSStore(Model):
     """The `AWSStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'region', 'role_arn', 'role_external_id', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -44,6 +45,7 @@ class AWSCertX509Store(Model):
     """The `AWSCertX509Store` model of the StrongDM API."""
 
     __slots__ = ('caarn', 'certificatetemplatearn', 'id', 'issuedcertttlminutes', 'name', 'region', 'signingalgo', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     caarn: str
     certificatetemplatearn: str
@@ -79,6 +81,7 @@ class ActiveDirectoryStore(Model):
     """The `ActiveDirectoryStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -102,6 +105,7 @@ class AzureStore(Model):
     """The `AzureStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'tags', 'vault_uri', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -125,6 +129,7 @@ class CyberarkConjurStore(Model):
     """The `CyberarkConjurStore` model of the StrongDM API."""
 
     __slots__ = ('appurl', 'id', 'name', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     appurl: str
     id: str
@@ -148,6 +153,7 @@ class CyberarkPAMStore(Model):
     """The `CyberarkPAMStore` model of the StrongDM API."""
 
     __slots__ = ('appurl', 'id', 'name', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     appurl: str
     id: str
@@ -171,6 +177,7 @@ class CyberarkPAMExperimentalStore(Model):
     """The `CyberarkPAMExperimentalStore` model of the StrongDM API."""
 
     __slots__ = ('appurl', 'id', 'name', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     appurl: str
     id: str
@@ -194,6 +201,7 @@ class DelineaStore(Model):
     """The `DelineaStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'server_url', 'tags', 'tenant_name', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -220,6 +228,7 @@ class DelineaDSVStore(Model):
     """The `DelineaDSVStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'tags', 'tenant', 'tld', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -246,6 +255,7 @@ class GCPStore(Model):
     """The `GCPStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'projectid', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -269,6 +279,7 @@ class GCPCertX509Store(Model):
     """The `GCPCertX509Store` model of the StrongDM API."""
 
     __slots__ = ('caid', 'capoolid', 'id', 'issuedcertttlminutes', 'location', 'name', 'projectid', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     caid: str
     capoolid: str
@@ -304,6 +315,7 @@ class KeyfactorSSHStore(Model):
     """The `KeyfactorSSHStore` model of the StrongDM API."""
 
     __slots__ = ('ca_file_path', 'certificate_file_path', 'default_certificate_authority_name', 'default_certificate_profile_name', 'default_end_entity_profile_name', 'enrollment_code_env_var', 'enrollment_username_env_var', 'id', 'key_file_path', 'name', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     ca_file_path: str
     certificate_file_path: str
@@ -351,6 +363,7 @@ class KeyfactorX509Store(Model):
     """The `KeyfactorX509Store` model of the StrongDM API."""
 
     __slots__ = ('ca_file_path', 'certificate_file_path', 'default_certificate_authority_name', 'default_certificate_profile_name', 'default_end_entity_profile_name', 'enrollment_code_env_var', 'enrollment_username_env_var', 'id', 'key_file_path', 'name', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     ca_file_path: str
     certificate_file_path: str
@@ -398,6 +411,7 @@ class StrongVaultStore(Model):
     """The `StrongVaultStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -418,6 +432,7 @@ class VaultAWSEC2Store(Model):
     """The `VaultAWSEC2Store` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'namespace', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -444,6 +459,7 @@ class VaultAWSEC2CertSSHStore(Model):
     """The `VaultAWSEC2CertSSHStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'server_address', 'signing_role', 'ssh_mount_point', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -479,6 +495,7 @@ class VaultAWSEC2CertX509Store(Model):
     """The `VaultAWSEC2CertX509Store` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'pki_mount_point', 'server_address', 'signing_role', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -514,6 +531,7 @@ class VaultAWSIAMStore(Model):
     """The `VaultAWSIAMStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'namespace', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -540,6 +558,7 @@ class VaultAWSIAMCertSSHStore(Model):
     """The `VaultAWSIAMCertSSHStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'server_address', 'signing_role', 'ssh_mount_point', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -575,6 +594,7 @@ class VaultAWSIAMCertX509Store(Model):
     """The `VaultAWSIAMCertX509Store` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'pki_mount_point', 'server_address', 'signing_role', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -610,6 +630,7 @@ class VaultAppRoleStore(Model):
     """The `VaultAppRoleStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'namespace', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -636,6 +657,7 @@ class VaultAppRoleCertSSHStore(Model):
     """The `VaultAppRoleCertSSHStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'server_address', 'signing_role', 'ssh_mount_point', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -671,6 +693,7 @@ class VaultAppRoleCertX509Store(Model):
     """The `VaultAppRoleCertX509Store` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'pki_mount_point', 'server_address', 'signing_role', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -707,6 +730,7 @@ class VaultTLSStore(Model):
 
     __slots__ = ('ca_cert_path', 'client_cert_path', 'client_key_path', 'id', 'name', 'namespace', 'server_address', 'tags', )
     _secrets = frozenset({'client_key_path'})
+    _lazy = {'tags': ('tags', 0)}
 
     ca_cert_path: str
     client_cert_path: str
@@ -743,6 +767,7 @@ class VaultTLSCertSSHStore(Model):
 
     __slots__ = ('ca_cert_path', 'client_cert_path', 'client_key_path', 'id', 'issuedcertttlminutes', 'name', 'namespace', 'server_address', 'signing_role', 'ssh_mount_point', 'tags', )
     _secrets = frozenset({'client_key_path'})
+    _lazy = {'tags': ('tags', 0)}
 
     ca_cert_path: str
     client_cert_path: str
@@ -788,6 +813,7 @@ class VaultTLSCertX509Store(Model):
 
     __slots__ = ('ca_cert_path', 'client_cert_path', 'client_key_path', 'id', 'issuedcertttlminutes', 'name', 'namespace', 'pki_mount_point', 'server_address', 'signing_role', 'tags', )
     _secrets = frozenset({'client_key_path'})
+    _lazy = {'tags': ('tags', 0)}
 
     ca_cert_path: str
     client_cert_path: str
@@ -832,6 +858,7 @@ class VaultTokenStore(Model):
     """The `VaultTokenStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'name', 'namespace', 'server_address', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     name: str
@@ -858,6 +885,7 @@ class VaultTokenCertSSHStore(Model):
     """The `VaultTokenCertSSHStore` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'server_address', 'signing_role', 'ssh_mount_point', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -893,6 +921,7 @@ class VaultTokenCertX509Store(Model):
     """The `VaultTokenCertX509Store` model of the StrongDM API."""
 
     __slots__ = ('id', 'issuedcertttlminutes', 'name', 'namespace', 'pki_mount_point', 'server_address', 'signing_role', 'tags', )
+    _lazy = {'tags': ('tags', 0)}
 
     id: str
     issuedcertttlminutes: int
@@ -931,7 +960,7 @@ def from_pb_AWSStore(m: typing.Any) -> AWSStore:
     o.region = m.region
     o.role_arn = m.role_arn
     o.role_external_id = m.role_external_id
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -954,7 +983,7 @@ def from_pb_AWSCertX509Store(m: typing.Any) -> AWSCertX509Store:
     o.name = m.name
     o.region = m.region
     o.signingalgo = m.signingAlgo
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -975,7 +1004,7 @@ def from_pb_ActiveDirectoryStore(m: typing.Any) -> ActiveDirectoryStore:
     o.id = m.id
     o.name = m.name
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -991,8 +1020,8 @@ def from_pb_AzureStore(m: typing.Any) -> AzureStore:
     o = _new(AzureStore)
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
     o.vault_uri = m.vault_uri
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1009,7 +1038,7 @@ def from_pb_CyberarkConjurStore(m: typing.Any) -> CyberarkConjurStore:
     o.appurl = m.appURL
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1026,7 +1055,7 @@ def from_pb_CyberarkPAMStore(m: typing.Any) -> CyberarkPAMStore:
     o.appurl = m.appURL
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1043,7 +1072,7 @@ def from_pb_CyberarkPAMExperimentalStore(m: typing.Any) -> CyberarkPAMExperiment
     o.appurl = m.appURL
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1060,8 +1089,8 @@ def from_pb_DelineaStore(m: typing.Any) -> DelineaStore:
     o.id = m.id
     o.name = m.name
     o.server_url = m.server_url
-    o.tags = tags_from_pb(m.tags)
     o.tenant_name = m.tenant_name
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1078,9 +1107,9 @@ def from_pb_DelineaDSVStore(m: typing.Any) -> DelineaDSVStore:
     o = _new(DelineaDSVStore)
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
     o.tenant = m.tenant
     o.tld = m.tld
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1098,7 +1127,7 @@ def from_pb_GCPStore(m: typing.Any) -> GCPStore:
     o.id = m.id
     o.name = m.name
     o.projectid = m.projectID
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1119,7 +1148,7 @@ def from_pb_GCPCertX509Store(m: typing.Any) -> GCPCertX509Store:
     o.location = m.location
     o.name = m.name
     o.projectid = m.projectID
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1148,7 +1177,7 @@ def from_pb_KeyfactorSSHStore(m: typing.Any) -> KeyfactorSSHStore:
     o.key_file_path = m.key_file_path
     o.name = m.name
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1181,7 +1210,7 @@ def from_pb_KeyfactorX509Store(m: typing.Any) -> KeyfactorX509Store:
     o.key_file_path = m.key_file_path
     o.name = m.name
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1205,7 +1234,7 @@ def from_pb_StrongVaultStore(m: typing.Any) -> StrongVaultStore:
     o = _new(StrongVaultStore)
     o.id = m.id
     o.name = m.name
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1222,7 +1251,7 @@ def from_pb_VaultAWSEC2Store(m: typing.Any) -> VaultAWSEC2Store:
     o.name = m.name
     o.namespace = m.namespace
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1244,7 +1273,7 @@ def from_pb_VaultAWSEC2CertSSHStore(m: typing.Any) -> VaultAWSEC2CertSSHStore:
     o.server_address = m.server_address
     o.signing_role = m.signing_role
     o.ssh_mount_point = m.ssh_mount_point
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1269,7 +1298,7 @@ def from_pb_VaultAWSEC2CertX509Store(m: typing.Any) -> VaultAWSEC2CertX509Store:
     o.pki_mount_point = m.pki_mount_point
     o.server_address = m.server_address
     o.signing_role = m.signing_role
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1291,7 +1320,7 @@ def from_pb_VaultAWSIAMStore(m: typing.Any) -> VaultAWSIAMStore:
     o.name = m.name
     o.namespace = m.namespace
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1313,7 +1342,7 @@ def from_pb_VaultAWSIAMCertSSHStore(m: typing.Any) -> VaultAWSIAMCertSSHStore:
     o.server_address = m.server_address
     o.signing_role = m.signing_role
     o.ssh_mount_point = m.ssh_mount_point
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1338,7 +1367,7 @@ def from_pb_VaultAWSIAMCertX509Store(m: typing.Any) -> VaultAWSIAMCertX509Store:
     o.pki_mount_point = m.pki_mount_point
     o.server_address = m.server_address
     o.signing_role = m.signing_role
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1360,7 +1389,7 @@ def from_pb_VaultAppRoleStore(m: typing.Any) -> VaultAppRoleStore:
     o.name = m.name
     o.namespace = m.namespace
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1382,7 +1411,7 @@ def from_pb_VaultAppRoleCertSSHStore(m: typing.Any) -> VaultAppRoleCertSSHStore:
     o.server_address = m.server_address
     o.signing_role = m.signing_role
     o.ssh_mount_point = m.ssh_mount_point
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1407,7 +1436,7 @@ def from_pb_VaultAppRoleCertX509Store(m: typing.Any) -> VaultAppRoleCertX509Stor
     o.pki_mount_point = m.pki_mount_point
     o.server_address = m.server_address
     o.signing_role = m.signing_role
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1432,7 +1461,7 @@ def from_pb_VaultTLSStore(m: typing.Any) -> VaultTLSStore:
     o.name = m.name
     o.namespace = m.namespace
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1460,7 +1489,7 @@ def from_pb_VaultTLSCertSSHStore(m: typing.Any) -> VaultTLSCertSSHStore:
     o.server_address = m.server_address
     o.signing_role = m.signing_role
     o.ssh_mount_point = m.ssh_mount_point
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1491,7 +1520,7 @@ def from_pb_VaultTLSCertX509Store(m: typing.Any) -> VaultTLSCertX509Store:
     o.pki_mount_point = m.pki_mount_point
     o.server_address = m.server_address
     o.signing_role = m.signing_role
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1516,7 +1545,7 @@ def from_pb_VaultTokenStore(m: typing.Any) -> VaultTokenStore:
     o.name = m.name
     o.namespace = m.namespace
     o.server_address = m.server_address
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1538,7 +1567,7 @@ def from_pb_VaultTokenCertSSHStore(m: typing.Any) -> VaultTokenCertSSHStore:
     o.server_address = m.server_address
     o.signing_role = m.signing_role
     o.ssh_mount_point = m.ssh_mount_point
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1563,7 +1592,7 @@ def from_pb_VaultTokenCertX509Store(m: typing.Any) -> VaultTokenCertX509Store:
     o.pki_mount_point = m.pki_mount_point
     o.server_address = m.server_address
     o.signing_role = m.signing_role
-    o.tags = tags_from_pb(m.tags)
+    o._raw = (m.tags.SerializeToString(),)
     return o
 
 
@@ -1584,65 +1613,10 @@ SecretStore = typing.Union[AWSStore, AWSCertX509Store, ActiveDirectoryStore, Azu
 
 def from_pb_SecretStore(m: typing.Any) -> AWSStore | AWSCertX509Store | ActiveDirectoryStore | AzureStore | CyberarkConjurStore | CyberarkPAMStore | CyberarkPAMExperimentalStore | DelineaStore | DelineaDSVStore | GCPStore | GCPCertX509Store | KeyfactorSSHStore | KeyfactorX509Store | StrongVaultStore | VaultAWSEC2Store | VaultAWSEC2CertSSHStore | VaultAWSEC2CertX509Store | VaultAWSIAMStore | VaultAWSIAMCertSSHStore | VaultAWSIAMCertX509Store | VaultAppRoleStore | VaultAppRoleCertSSHStore | VaultAppRoleCertX509Store | VaultTLSStore | VaultTLSCertSSHStore | VaultTLSCertX509Store | VaultTokenStore | VaultTokenCertSSHStore | VaultTokenCertX509Store | None:
     which = m.WhichOneof("secret_store")
-    if which == "aws":
-        return from_pb_AWSStore(m.aws)
-    if which == "aws_cert_x_509":
-        return from_pb_AWSCertX509Store(m.aws_cert_x_509)
-    if which == "active_directory":
-        return from_pb_ActiveDirectoryStore(m.active_directory)
-    if which == "azure":
-        return from_pb_AzureStore(m.azure)
-    if which == "cyberark_conjur":
-        return from_pb_CyberarkConjurStore(m.cyberark_conjur)
-    if which == "cyberark_pam":
-        return from_pb_CyberarkPAMStore(m.cyberark_pam)
-    if which == "cyberark_pam_experimental":
-        return from_pb_CyberarkPAMExperimentalStore(m.cyberark_pam_experimental)
-    if which == "delinea":
-        return from_pb_DelineaStore(m.delinea)
-    if which == "delinea_dsv":
-        return from_pb_DelineaDSVStore(m.delinea_dsv)
-    if which == "gcp":
-        return from_pb_GCPStore(m.gcp)
-    if which == "gcp_cert_x_509":
-        return from_pb_GCPCertX509Store(m.gcp_cert_x_509)
-    if which == "keyfactor_ssh":
-        return from_pb_KeyfactorSSHStore(m.keyfactor_ssh)
-    if which == "keyfactor_x_509":
-        return from_pb_KeyfactorX509Store(m.keyfactor_x_509)
-    if which == "strong_vault":
-        return from_pb_StrongVaultStore(m.strong_vault)
-    if which == "vault_awsec_2":
-        return from_pb_VaultAWSEC2Store(m.vault_awsec_2)
-    if which == "vault_awsec_2_cert_ssh":
-        return from_pb_VaultAWSEC2CertSSHStore(m.vault_awsec_2_cert_ssh)
-    if which == "vault_awsec_2_cert_x_509":
-        return from_pb_VaultAWSEC2CertX509Store(m.vault_awsec_2_cert_x_509)
-    if which == "vault_awsiam":
-        return from_pb_VaultAWSIAMStore(m.vault_awsiam)
-    if which == "vault_awsiam_cert_ssh":
-        return from_pb_VaultAWSIAMCertSSHStore(m.vault_awsiam_cert_ssh)
-    if which == "vault_awsiam_cert_x_509":
-        return from_pb_VaultAWSIAMCertX509Store(m.vault_awsiam_cert_x_509)
-    if which == "vault_app_role":
-        return from_pb_VaultAppRoleStore(m.vault_app_role)
-    if which == "vault_app_role_cert_ssh":
-        return from_pb_VaultAppRoleCertSSHStore(m.vault_app_role_cert_ssh)
-    if which == "vault_app_role_cert_x_509":
-        return from_pb_VaultAppRoleCertX509Store(m.vault_app_role_cert_x_509)
-    if which == "vault_tls":
-        return from_pb_VaultTLSStore(m.vault_tls)
-    if which == "vault_tls_cert_ssh":
-        return from_pb_VaultTLSCertSSHStore(m.vault_tls_cert_ssh)
-    if which == "vault_tls_cert_x_509":
-        return from_pb_VaultTLSCertX509Store(m.vault_tls_cert_x_509)
-    if which == "vault_token":
-        return from_pb_VaultTokenStore(m.vault_token)
-    if which == "vault_token_cert_ssh":
-        return from_pb_VaultTokenCertSSHStore(m.vault_token_cert_ssh)
-    if which == "vault_token_cert_x_509":
-        return from_pb_VaultTokenCertX509Store(m.vault_token_cert_x_509)
-    return None
+    convert = _SecretStore_FROM.get(which)
+    if convert is None:  # unset, or a kind the SDK has no model of
+        return None
+    return convert(getattr(m, which))
 
 
 def to_pb_SecretStore(o: AWSStore | AWSCertX509Store | ActiveDirectoryStore | AzureStore | CyberarkConjurStore | CyberarkPAMStore | CyberarkPAMExperimentalStore | DelineaStore | DelineaDSVStore | GCPStore | GCPCertX509Store | KeyfactorSSHStore | KeyfactorX509Store | StrongVaultStore | VaultAWSEC2Store | VaultAWSEC2CertSSHStore | VaultAWSEC2CertX509Store | VaultAWSIAMStore | VaultAWSIAMCertSSHStore | VaultAWSIAMCertX509Store | VaultAppRoleStore | VaultAppRoleCertSSHStore | VaultAppRoleCertX509Store | VaultTLSStore | VaultTLSCertSSHStore | VaultTLSCertX509Store | VaultTokenStore | VaultTokenCertSSHStore | VaultTokenCertX509Store | None, m: typing.Any) -> None:
@@ -1658,3 +1632,4 @@ def to_pb_SecretStore(o: AWSStore | AWSCertX509Store | ActiveDirectoryStore | Az
 
 
 _SecretStore_MEMBERS: dict[type, tuple[str, typing.Any]] = {AWSStore: ("aws", to_pb_AWSStore), AWSCertX509Store: ("aws_cert_x_509", to_pb_AWSCertX509Store), ActiveDirectoryStore: ("active_directory", to_pb_ActiveDirectoryStore), AzureStore: ("azure", to_pb_AzureStore), CyberarkConjurStore: ("cyberark_conjur", to_pb_CyberarkConjurStore), CyberarkPAMStore: ("cyberark_pam", to_pb_CyberarkPAMStore), CyberarkPAMExperimentalStore: ("cyberark_pam_experimental", to_pb_CyberarkPAMExperimentalStore), DelineaStore: ("delinea", to_pb_DelineaStore), DelineaDSVStore: ("delinea_dsv", to_pb_DelineaDSVStore), GCPStore: ("gcp", to_pb_GCPStore), GCPCertX509Store: ("gcp_cert_x_509", to_pb_GCPCertX509Store), KeyfactorSSHStore: ("keyfactor_ssh", to_pb_KeyfactorSSHStore), KeyfactorX509Store: ("keyfactor_x_509", to_pb_KeyfactorX509Store), StrongVaultStore: ("strong_vault", to_pb_StrongVaultStore), VaultAWSEC2Store: ("vault_awsec_2", to_pb_VaultAWSEC2Store), VaultAWSEC2CertSSHStore: ("vault_awsec_2_cert_ssh", to_pb_VaultAWSEC2CertSSHStore), VaultAWSEC2CertX509Store: ("vault_awsec_2_cert_x_509", to_pb_VaultAWSEC2CertX509Store), VaultAWSIAMStore: ("vault_awsiam", to_pb_VaultAWSIAMStore), VaultAWSIAMCertSSHStore: ("vault_awsiam_cert_ssh", to_pb_VaultAWSIAMCertSSHStore), VaultAWSIAMCertX509Store: ("vault_awsiam_cert_x_509", to_pb_VaultAWSIAMCertX509Store), VaultAppRoleStore: ("vault_app_role", to_pb_VaultAppRoleStore), VaultAppRoleCertSSHStore: ("vault_app_role_cert_ssh", to_pb_VaultAppRoleCertSSHStore), VaultAppRoleCertX509Store: ("vault_app_role_cert_x_509", to_pb_VaultAppRoleCertX509Store), VaultTLSStore: ("vault_tls", to_pb_VaultTLSStore), VaultTLSCertSSHStore: ("vault_tls_cert_ssh", to_pb_VaultTLSCertSSHStore), VaultTLSCertX509Store: ("vault_tls_cert_x_509", to_pb_VaultTLSCertX509Store), VaultTokenStore: ("vault_token", to_pb_VaultTokenStore), VaultTokenCertSSHStore: ("vault_token_cert_ssh", to_pb_VaultTokenCertSSHStore), VaultTokenCertX509Store: ("vault_token_cert_x_509", to_pb_VaultTokenCertX509Store)}
+_SecretStore_FROM: dict[str, typing.Any] = {"aws": from_pb_AWSStore, "aws_cert_x_509": from_pb_AWSCertX509Store, "active_directory": from_pb_ActiveDirectoryStore, "azure": from_pb_AzureStore, "cyberark_conjur": from_pb_CyberarkConjurStore, "cyberark_pam": from_pb_CyberarkPAMStore, "cyberark_pam_experimental": from_pb_CyberarkPAMExperimentalStore, "delinea": from_pb_DelineaStore, "delinea_dsv": from_pb_DelineaDSVStore, "gcp": from_pb_GCPStore, "gcp_cert_x_509": from_pb_GCPCertX509Store, "keyfactor_ssh": from_pb_KeyfactorSSHStore, "keyfactor_x_509": from_pb_KeyfactorX509Store, "strong_vault": from_pb_StrongVaultStore, "vault_awsec_2": from_pb_VaultAWSEC2Store, "vault_awsec_2_cert_ssh": from_pb_VaultAWSEC2CertSSHStore, "vault_awsec_2_cert_x_509": from_pb_VaultAWSEC2CertX509Store, "vault_awsiam": from_pb_VaultAWSIAMStore, "vault_awsiam_cert_ssh": from_pb_VaultAWSIAMCertSSHStore, "vault_awsiam_cert_x_509": from_pb_VaultAWSIAMCertX509Store, "vault_app_role": from_pb_VaultAppRoleStore, "vault_app_role_cert_ssh": from_pb_VaultAppRoleCertSSHStore, "vault_app_role_cert_x_509": from_pb_VaultAppRoleCertX509Store, "vault_tls": from_pb_VaultTLSStore, "vault_tls_cert_ssh": from_pb_VaultTLSCertSSHStore, "vault_tls_cert_x_509": from_pb_VaultTLSCertX509Store, "vault_token": from_pb_VaultTokenStore, "vault_token_cert_ssh": from_pb_VaultTokenCertSSHStore, "vault_token_cert_x_509": from_pb_VaultTokenCertX509Store}

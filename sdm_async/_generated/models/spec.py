@@ -47,6 +47,7 @@ class RateLimitMetadata(Model):
     """The `RateLimitMetadata` model of the StrongDM API."""
 
     __slots__ = ('bucket', 'limit', 'remaining', 'reset_at', )
+    _lazy = {'reset_at': ('timestamp', 0)}
 
     bucket: str
     limit: int
@@ -115,7 +116,8 @@ def from_pb_RateLimitMetadata(m: typing.Any) -> RateLimitMetadata:
     o.bucket = m.bucket
     o.limit = m.limit
     o.remaining = m.remaining
-    o.reset_at = ts_from_pb(m.reset_at)
+    t_reset_at = m.reset_at
+    o._raw = (t_reset_at.seconds, t_reset_at.nanos,)
     return o
 
 

@@ -16,6 +16,7 @@ class WorkflowRoleHistory(Model):
     """The `WorkflowRoleHistory` model of the StrongDM API."""
 
     __slots__ = ('activity_id', 'deleted_at', 'timestamp', 'workflow_role', )
+    _lazy = {'deleted_at': ('timestamp', 0), 'timestamp': ('timestamp', 2)}
 
     activity_id: str
     deleted_at: datetime.datetime | None
@@ -38,9 +39,10 @@ class WorkflowRoleHistory(Model):
 def from_pb_WorkflowRoleHistory(m: typing.Any) -> WorkflowRoleHistory:
     o = _new(WorkflowRoleHistory)
     o.activity_id = m.activity_id
-    o.deleted_at = ts_from_pb(m.deleted_at)
-    o.timestamp = ts_from_pb(m.timestamp)
     o.workflow_role = from_pb_WorkflowRole(m.workflow_role)
+    t_deleted_at = m.deleted_at
+    t_timestamp = m.timestamp
+    o._raw = (t_deleted_at.seconds, t_deleted_at.nanos, t_timestamp.seconds, t_timestamp.nanos,)
     return o
 
 

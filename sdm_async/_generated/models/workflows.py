@@ -101,6 +101,7 @@ class Workflow(Model):
     """The `Workflow` model of the StrongDM API."""
 
     __slots__ = ('access_request_fixed_duration', 'access_request_max_duration', 'access_rules', 'approval_flow_id', 'auto_grant', 'description', 'enabled', 'id', 'name', 'weight', )
+    _lazy = {'access_request_fixed_duration': ('duration', 0), 'access_request_max_duration': ('duration', 2), 'access_rules': ('json_list', 4)}
 
     access_request_fixed_duration: datetime.timedelta | None
     access_request_max_duration: datetime.timedelta | None
@@ -218,9 +219,6 @@ def to_pb_WorkflowListResponse(o: WorkflowListResponse, m: typing.Any) -> None:
 
 def from_pb_Workflow(m: typing.Any) -> Workflow:
     o = _new(Workflow)
-    o.access_request_fixed_duration = dur_from_pb(m.access_request_fixed_duration)
-    o.access_request_max_duration = dur_from_pb(m.access_request_max_duration)
-    o.access_rules = json_list_from_pb(m.access_rules)
     o.approval_flow_id = m.approval_flow_id
     o.auto_grant = m.auto_grant
     o.description = m.description
@@ -228,6 +226,9 @@ def from_pb_Workflow(m: typing.Any) -> Workflow:
     o.id = m.id
     o.name = m.name
     o.weight = m.weight
+    t_access_request_fixed_duration = m.access_request_fixed_duration
+    t_access_request_max_duration = m.access_request_max_duration
+    o._raw = (t_access_request_fixed_duration.seconds, t_access_request_fixed_duration.nanos, t_access_request_max_duration.seconds, t_access_request_max_duration.nanos, m.access_rules,)
     return o
 
 
