@@ -236,8 +236,7 @@ HAND_WRITTEN: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     ),
     "errors": (
         "Errors",
-        "Every error a call raises is an `RPCError`. See "
-        "[Errors and retries](../guide/errors.md).",
+        "Every error a call raises is an `RPCError`. See [Errors and retries](../guide/errors.md).",
         [("sdm_async.errors", "sdm_async.errors")],
     ),
     "model": (
