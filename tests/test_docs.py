@@ -161,11 +161,9 @@ def test_the_site_documents_every_model_and_attribute_of_the_official_sdk() -> N
     ids: set[str] = set()
     for page in (reference / "models").glob("*/index.html"):
         ids |= _ids(page)
-    defined = {
-        i.rsplit(".", 1)[-1]: i
-        for i in ids
-        if i.startswith("sdm_async._generated.") and i.rsplit(".", 1)[-1][0].isupper()
-    }
+    # A class's heading: its module (lowercase parts), then its name; not a member's.
+    heading = re.compile(r"sdm_async\._generated\.models\.(?:[a-z_0-9]+\.)+([A-Z]\w*)")
+    defined = {m[1]: i for i in ids if (m := heading.fullmatch(i))}
     missing = []
     for name, model in surface["models"].items():
         if f"sdm_async.{name}" not in ids:

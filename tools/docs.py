@@ -296,11 +296,16 @@ HAND_WRITTEN: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
 }
 
 
+# Per-object options: the client's service attributes come from its base class.
+OPTIONS: dict[str, dict[str, Any]] = {"sdm_async.client.Client": {"inherited_members": True}}
+
+
 def _hand_written_pages() -> list[Page]:
     pages = []
     for name, (title, intro, objects) in HAND_WRITTEN.items():
         body = "\n".join(
-            _directive(path, public, toc=public.rsplit(".", 1)[-1]) for path, public in objects
+            _directive(path, public, toc=public.rsplit(".", 1)[-1], **OPTIONS.get(path, {}))
+            for path, public in objects
         )
         pages.append(Page(f"{REFERENCE}/{name}.md", title, f"# {title}\n\n{intro}\n\n{body}"))
     return pages
