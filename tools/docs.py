@@ -179,11 +179,16 @@ def _models_pages(modules: list[tuple[str, list[str]]]) -> list[Page]:
         body = "\n".join(
             _directive(f"{module}.{name}", f"sdm_async.{name}", toc=name) for name in names
         )
+        about = (
+            "Enumerations of the API, with its names as values."
+            if short == "enums"
+            else "Every model takes its attributes as keyword arguments, all optional, and "
+            "prints with credentials masked."
+        )
         text = (
             f"# Models: {short}\n\n"
             f"Defined in `{module}`; import them from `sdm_async` "
-            f"(`sdm_async.{names[0]}`). Every model takes its attributes as keyword "
-            "arguments, all optional, and prints with credentials masked.\n\n" + body
+            f"(`sdm_async.{names[0]}`). {about}\n\n" + body
         )
         pages.append(Page(f"{REFERENCE}/models/{short}.md", short, text))
     return pages
