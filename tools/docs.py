@@ -302,7 +302,10 @@ HAND_WRITTEN: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
 
 
 # Per-object options: the client's service attributes come from its base class.
-OPTIONS: dict[str, dict[str, Any]] = {"sdm_async.client.Client": {"inherited_members": True}}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "sdm_async.client.Client": {"inherited_members": True},
+    "sdm_async.client.SnapshotClient": {"inherited_members": True},
+}
 
 
 def _hand_written_pages() -> list[Page]:
