@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import collections
 import contextlib
 import html.parser
 import inspect
@@ -196,3 +197,32 @@ def test_the_site_documents_every_constant_and_error_of_the_official_sdk() -> No
     errors = _ids(reference / "errors" / "index.html")
     missing += [name for name in surface["errors"] if f"sdm_async.errors.{name}" not in errors]
     assert not missing, f"the reference leaves out: {missing}"
+
+
+def test_the_reference_pages_cover_every_service_model_and_constant_of_the_package() -> None:
+    # Beyond the official surface: what this package adds (services, models) has pages too.
+    from sdm_async._generated import constants, models
+    from sdm_async._generated.services import Services
+    from tools import docs
+
+    text = "\n".join(page.text for page in docs.pages())
+    attributes = set(Services.__annotations__)
+    assert len(attributes) >= 72  # the official SDK's, and more
+    missing = [f"client.{a}" for a in attributes if f'<a id="client.{a}"></a>' not in text]
+    missing += [
+        n
+        for n in [*models.__all__, *constants.__all__]
+        if f'<a id="sdm_async.{n}"></a>' not in text
+    ]
+    assert not missing, f"no reference entry for: {missing}"
+
+
+def test_no_page_of_the_site_has_an_anchor_twice() -> None:
+    # A public name anchored next to a heading with the same id would make links ambiguous.
+    reference = _site()
+    doubled = {}
+    for page in [*reference.rglob("index.html"), *(SITE / "guide").rglob("index.html")]:
+        counts = collections.Counter(re.findall(r'\bid="([^"]+)"', page.read_text()))
+        if twice := [i for i, n in counts.items() if n > 1]:
+            doubled[page.relative_to(SITE).as_posix()] = twice[:5]
+    assert not doubled, f"anchors given twice: {doubled}"

@@ -53,7 +53,9 @@ def _directive(path: str, heading: str, *, toc: str | None = None, **options: An
 
     The empty anchor gives the public name its own link target (the heading's anchor is the
     defining path, `sdm_async._generated.models.accounts.User`)."""
-    lines = [f'<a id="{heading}"></a>', "", f"::: {path}", "    options:"]
+    # Where the public name is the defining path, the heading's own anchor is that name.
+    anchor = [] if path == heading else [f'<a id="{heading}"></a>', ""]
+    lines = [*anchor, f"::: {path}", "    options:"]
     lines.append(f'      heading: "{heading}"')
     lines.append(f'      toc_label: "{toc or heading}"')
     for key, value in options.items():
