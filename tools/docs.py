@@ -79,17 +79,39 @@ def services() -> list[Service]:
     from sdm_async._generated.services import Services, SnapshotServices
 
     wire_of = {attr: (name, methods) for name, (attr, _, methods) in catalog.SERVICES.items()}
-    hints = typing.get_type_hints(Services)
-    snapshot_hints = typing.get_type_hints(SnapshotServices)
+    classes = _service_classes()
+    snapshots = _annotated(SnapshotServices)
     found = []
-    for attribute, cls in hints.items():
+    for attribute, class_name in _annotated(Services).items():
+        cls = classes[class_name]
         wire, methods = wire_of[attribute]
         python_names = _public_methods(cls)
         # The catalog's kind is the Python name for the CRUD methods, not for the rest.
         pairs = tuple((_python_name(m, python_names), m) for m in methods)
-        snap = snapshot_hints.get(attribute)
-        snapshot = tuple(_public_methods(snap)) if snap is not None else ()
+        snap = snapshots.get(attribute)
+        snapshot = tuple(_public_methods(classes[snap])) if snap is not None else ()
         found.append(Service(attribute, cls, wire, pairs, snapshot))
+    return found
+
+
+def _annotated(cls: type) -> dict[str, str]:
+    """Attribute -> the class name it is annotated with. The annotations are read as text:
+    the package may import the classes for type checkers only, so they need not resolve."""
+    return {
+        name: value if isinstance(value, str) else value.__name__
+        for name, value in vars(cls).get("__annotations__", {}).items()
+    }
+
+
+def _service_classes() -> dict[str, type]:
+    """Every class defined in the generated services modules, by name."""
+    package = importlib.import_module(SERVICES_PACKAGE)
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(package.__path__, SERVICES_PACKAGE + "."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and value.__module__ == info.name:
+                found[name] = value
     return found
 
 
