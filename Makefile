@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck generate import-protos bench bench-quick emulator clean
+.PHONY: demo docs test lint typecheck generate import-protos bench bench-quick emulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sdm_async demo
 
-test: $(STAMP)
+# The documentation site, in strict mode (a warning fails the build), into site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The docs come first: tests/test_docs.py reads the site they build.
+test: $(STAMP) docs
 	$(BIN)/ruff check sdm_async tests tools benchmarks examples
 	$(BIN)/ruff format --check sdm_async tests tools benchmarks examples
 	$(BIN)/mypy sdm_async tools examples
@@ -46,4 +51,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
