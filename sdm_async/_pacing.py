@@ -253,7 +253,15 @@ class Pacer:
         """Take a unit for one attempt of `method` if one is free now; None: `await wait()`."""
         b = self._by_method.get(method)
         if b is not None:
-            if b.alone and b.remaining > b.in_flight and not b.queue:  # no clock read
+            # The fast path: a unit is free by the newest word alone, so no clock read. This is
+            # `_take_slow` for an unshared bucket with budget left (alone, or within the slow
+            # start's cap), which grants it without consulting the clock or the spacing.
+            if (
+                not b.shared
+                and not b.queue
+                and b.remaining > b.in_flight
+                and (b.alone or max(b.own + 1, b.remaining // SLOW_START) > b.in_flight)
+            ):
                 b.in_flight += 1
                 return b
             return self._take_slow(b)
