@@ -37,9 +37,14 @@ class Service:
         return f"<{type(self).__name__} of {self._transport.host}>"
 
     async def _call(self, method: MethodInfo, request: Any, timeout: float | None) -> Any:
-        _check_timeout(method, timeout)
-        _check_size(method, request)
-        return await self._transport.call(method, request, timeout)
+        if timeout is not None:
+            _check_timeout(method, timeout)
+        # Serialized here once: its length is the size checked, and the transport sends and
+        # signs these very bytes (no second pass over the message).
+        body = request.SerializeToString()
+        if len(body) > MAX_REQUEST_BYTES:
+            raise _too_big(method, len(body))
+        return await self._transport.call(method, body, timeout)
 
     def _pager(
         self,
@@ -73,11 +78,15 @@ def _check_timeout(method: MethodInfo, timeout: object) -> None:
 def _check_size(method: MethodInfo, request: Any) -> None:
     size = request.ByteSize()
     if size > MAX_REQUEST_BYTES:
-        raise errors.BadRequestError(
-            f"{method.name}: the request is {size:,} bytes, over the {MAX_REQUEST_BYTES:,} a "
-            "gRPC server accepts: send less at once (fewer or shorter tags, a shorter filter, "
-            "smaller values)"
-        )
+        raise _too_big(method, size)
+
+
+def _too_big(method: MethodInfo, size: int) -> errors.BadRequestError:
+    return errors.BadRequestError(
+        f"{method.name}: the request is {size:,} bytes, over the {MAX_REQUEST_BYTES:,} a "
+        "gRPC server accepts: send less at once (fewer or shorter tags, a shorter filter, "
+        "smaller values)"
+    )
 
 
 def _identity(x: T) -> T:
