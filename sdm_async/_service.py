@@ -6,7 +6,7 @@ from __future__ import annotations
 import linecache
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -36,7 +36,9 @@ class Service:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._transport.host}>"
 
-    async def _call(self, method: MethodInfo, request: Any, timeout: float | None) -> Any:
+    def _call(self, method: MethodInfo, request: Any, timeout: float | None) -> Awaitable[Any]:
+        """The transport's call, to be awaited; bad arguments raise here, before any call.
+        A plain function, not a coroutine: one frame less for every call to resume."""
         if timeout is not None:
             _check_timeout(method, timeout)
         # Serialized here once: its length is the size checked, and the transport sends and
@@ -44,7 +46,7 @@ class Service:
         body = request.SerializeToString()
         if len(body) > MAX_REQUEST_BYTES:
             raise _too_big(method, len(body))
-        return await self._transport.call(method, body, timeout)
+        return self._transport.call(method, body, timeout)
 
     def _pager(
         self,
