@@ -325,7 +325,7 @@ class Transport:
             return 0
         if not loads:  # closed while this call waited for its turn
             raise errors.ClientClosedError(CLOSED)
-        return min(range(len(loads)), key=loads.__getitem__)
+        return loads.index(min(loads))  # C calls only: no key function called per channel
 
     def _callable(self, index: int, method: MethodInfo) -> Any:
         table = self._callables[index]
