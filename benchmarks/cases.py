@@ -397,7 +397,9 @@ def build(env: Env) -> list[Case]:
 
     async def paced(r: int) -> Run:
         await next_window(z.rate_window)
-        return await sdm_rl.bulk_create(users("rl", SDM, r, job), CONCURRENCY, warm=False)
+        return await sdm_rl.bulk_create(
+            users("rl", SDM, r, job), CONCURRENCY, warm=False, count=True
+        )
 
     async def blind(r: int) -> Run:
         await next_window(z.rate_window)
