@@ -406,12 +406,15 @@ class BareAio:
             await creates[0](users[0])
             for channel in channels[1:]:
                 await channel.channel_ready()  # connected before the clock starts
-            source = iter(users[1:])
+            source = iter(enumerate(users[1:]))
+            # Every response kept, in input order, as `client.bulk` keeps its outcomes: the
+            # two hold the same results when the clock stops.
+            responses: list[Any] = [None] * (len(users) - 1)
 
             async def worker(create: Callable[[NewUser], Awaitable[Any]]) -> None:
-                for u in source:
+                for index, u in source:
                     try:
-                        await create(u)
+                        responses[index] = await create(u)
                     except grpc.aio.AioRpcError as e:
                         errors.append(e)
 
