@@ -19,6 +19,7 @@ import hmac
 import time
 
 API_VERSION = "2025-04-14"
+_UTC = datetime.timezone.utc
 
 
 def derive_key(secret: bytes, date: str) -> bytes:
@@ -85,7 +86,7 @@ class Signer:
         return self._key
 
     def sign(self, method: str, body: bytes, date: str | None = None) -> str:
-        if date is None:
+        if not date:
             # POSIX time has no leap seconds: its day number changes at UTC midnight, so the
             # date string is formatted once a day, not per call (strftime costs microseconds).
             day = int(time.time() // 86400)
@@ -94,6 +95,3 @@ class Signer:
                 self._day = day
             date = self._today
         return sign_with_key(self.key_for(date), method, body)
-
-
-_UTC = datetime.timezone.utc
