@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks import cases as C
+from benchmarks import startup
 from benchmarks.report import case_json, check_json, render
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
@@ -91,21 +92,27 @@ async def run(
 ) -> tuple[dict[str, Any], list[C.Case]]:
     sizes = C.SIZES[mode]
     started = time.perf_counter()
+    # Cases that need no emulator: with --only naming nothing else, none is started.
+    standalone = [startup.case(startup.RUNS[mode])]
+    needs_env = not only or bool(set(only) - {c.id for c in standalone})
     env = C.Env(sizes, pinned[0] if pinned else None)
-    console.log(f"starting {len(env.procs)} emulator processes")
-    env.start()
+    if needs_env:
+        console.log(f"starting {len(env.procs)} emulator processes")
+        env.start()
     try:
-        await env.load_ids()
         conversion: dict[str, Any] | None = None
         memory: dict[str, Any] | None = None
-        if not only:
-            console.log("conversion microbenchmark")
-            conversion = await C.conversion(env)
-            shown = " and ".join(f"{n:,}" for n in sizes.memory_n)
-            console.log(f"memory: listing {shown} accounts")
-            memory = C.memory(env)
-        env.procs["memory"].stop()
-        cases = C.build(env)
+        cases = standalone
+        if needs_env:
+            await env.load_ids()
+            if not only:
+                console.log("conversion microbenchmark")
+                conversion = await C.conversion(env)
+                shown = " and ".join(f"{n:,}" for n in sizes.memory_n)
+                console.log(f"memory: listing {shown} accounts")
+                memory = C.memory(env)
+            env.procs["memory"].stop()
+            cases = C.build(env) + standalone
         if only:
             unknown = set(only) - {c.id for c in cases}
             if unknown:

@@ -46,6 +46,7 @@ class Run:
     attempts: int = 0  # calls sent, retries included (counted where it matters)
     refused: int = 0  # attempts refused with RESOURCE_EXHAUSTED
     first_error: str = ""
+    rss: int = 0  # a launched process's maximum resident set size, bytes (start-up case)
 
     @property
     def rate(self) -> float:

@@ -5,19 +5,19 @@ import sdm_async
 async with sdm_async.Client(access_key, secret) as client:
     async for user in client.accounts.list("email:?", "alice@example.com"):
         print(user.email)
+
+Names load on first use (PEP 562): `import sdm_async` imports neither grpc nor protobuf nor
+any model; `sdm_async.User` imports the module that defines `User` (and what it refers to),
+a client its transport, and each service attribute its service on first access.
 """
+
+import importlib
+import typing
 
 from sdm_async import errors
 from sdm_async._generated import constants as _constants
 from sdm_async._generated import models as _models
 from sdm_async._generated.constants import *  # noqa: F403
-from sdm_async._generated.models import *  # noqa: F403
-from sdm_async._model import Model
-from sdm_async._pagination import AsyncPager
-from sdm_async._retry import RetryPolicy
-from sdm_async._rpc import Attempt, SigningInterceptor
-from sdm_async.bulk import BulkIterator, Outcome
-from sdm_async.client import Client, ClientOptions, EnvClientOptions, SnapshotClient
 from sdm_async.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -32,6 +32,15 @@ from sdm_async.errors import (
     UnavailableError,
     UnknownError,
 )
+
+if typing.TYPE_CHECKING:
+    from sdm_async._generated.models import *  # noqa: F403
+    from sdm_async._model import Model
+    from sdm_async._pagination import AsyncPager
+    from sdm_async._retry import RetryPolicy
+    from sdm_async._rpc import Attempt, SigningInterceptor
+    from sdm_async.bulk import BulkIterator, Outcome
+    from sdm_async.client import Client, ClientOptions, EnvClientOptions, SnapshotClient
 
 __version__ = "0.1.0"
 
@@ -66,12 +75,36 @@ __all__ = [
 __all__ += _models.__all__
 __all__ += _constants.__all__
 
+# name -> the module that defines it, imported on first use of the name
+_LAZY = {
+    "AsyncPager": "sdm_async._pagination",
+    "Attempt": "sdm_async._rpc",
+    "BulkIterator": "sdm_async.bulk",
+    "Client": "sdm_async.client",
+    "ClientOptions": "sdm_async.client",
+    "EnvClientOptions": "sdm_async.client",
+    "Model": "sdm_async._model",
+    "Outcome": "sdm_async.bulk",
+    "RetryPolicy": "sdm_async._retry",
+    "SigningInterceptor": "sdm_async._rpc",
+    "SnapshotClient": "sdm_async.client",
+}
 
-def __getattr__(name: str) -> object:
-    # `sdm_async.provision` and `sdm_async.testing` without importing them (and YAML, rich,
-    # the emulator) on every `import sdm_async`.
-    if name in ("provision", "testing"):
-        import importlib
 
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif name in _models._MODULES:
+        value = getattr(_models, name)
+    elif name in ("provision", "testing"):
+        # Subpackages that bring YAML, rich or the emulator: imported when named.
         return importlib.import_module(f"sdm_async.{name}")
-    raise AttributeError(f"module 'sdm_async' has no attribute {name!r}")
+    else:
+        raise AttributeError(f"module 'sdm_async' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,11 +17,14 @@ one unit of it:
   ended, so offset >= R - window - received (`window`: the shortest step seen between two
   `reset_at`). Held calls go when the window has reset by those bounds. While the bounds are
   wider than a release spacing (a new bucket, or a clock that jumped), one call at a time
-  probes before the release: a probe refused raises the earliest possible reset, one
-  answered from the next window proves the reset and narrows the bounds. Probes start with
-  doubling gaps (bisection once both bounds are known), so learning a bucket costs a few
-  refused probes, once; in steady state the calls spread over each window keep the bounds
-  narrow and none is refused.
+  probes before the release: a probe answered from the old window (or refused) raises the
+  earliest possible reset, one answered from the next window proves the reset and narrows
+  the bounds. Probes start with doubling gaps (bisection once both bounds are known), about
+  five of them with clocks that agree, and an eighth of the window's budget (at most
+  `PROBE_KEEP` units) is kept for them while the reset is unknown: learning a bucket costs
+  a few units of its first window, and a refusal only once those are spent (a server clock
+  far behind ours, or other clients taking them). In steady state the calls spread over
+  each window keep the bounds narrow and none is refused.
 - Several clients may share one budget (processes or hosts on one key). `remaining` counts
   every client's calls, so what it falls by beyond our own answered and in-flight calls is
   the others' (a lower bound: none is ever counted that was not). Once any is seen, the
@@ -61,6 +64,7 @@ from sdm_async import errors
 log = logging.getLogger("sdm_async")
 
 PROBE_WAIT = 0.25  # seconds a call waits for a probe's answer before going anyway
+PROBE_KEEP = 8  # units of a window kept for probes while its reset is unknown (<= 1/8)
 SAME_WINDOW = 0.001  # reset_at values closer than this are one window (pb vs datetime rounding)
 MIN_GAP = 0.01  # seconds: the shortest gap between probes, and the coarsest trusted model
 OTHERS_DT = 0.05  # seconds of a window's answers before its rate of others' calls is trusted
@@ -179,9 +183,16 @@ class Bucket:
                 return math.floor(self.limit - self.in_flight - self.others * since)
             # What the others took since the newest word is gone too.
             left = math.floor(left - self.others * (now - self.word_at))
-        if left > 0 or now < self.reset_at - self.hi:  # budget left, or surely not reset
+        opens = self.opens()
+        if opens == INF and left > 0:
+            # When this window resets is not known yet: keep a few of its units for the
+            # probes that find out, so that they are answered from it rather than refused.
+            keep = min(PROBE_KEEP, self.limit // PROBE_KEEP)
+            if left > keep:
+                return left - keep
+        elif left > 0 or now < self.reset_at - self.hi:  # budget left, or surely not reset
             return left
-        if now >= self.opens():  # the window has reset: a full budget
+        elif now >= opens:  # the window has reset: a full budget
             return self.limit - self.in_flight
         # Not sure: one probe at a time (after the old window's answers), at its time.
         self.probing = not self.in_flight and now >= self.probe_at()
@@ -253,13 +264,14 @@ class Pacer:
         """Take a unit for one attempt of `method` if one is free now; None: `await wait()`."""
         b = self._by_method.get(method)
         if b is not None:
-            # The fast path: a unit is free by the newest word alone, so no clock read. This is
-            # `_take_slow` for an unshared bucket with budget left (alone, or within the slow
-            # start's cap), which grants it without consulting the clock or the spacing.
+            # The fast path: a unit is free by the newest word alone, so no clock read. For an
+            # unshared bucket with more budget left than the units kept for probes (alone, or
+            # within the slow start's cap), `_take_slow` grants one whatever the clock says.
+            # It must grant nothing `_take_slow` would not: tests/test_percall.py checks.
             if (
                 not b.shared
                 and not b.queue
-                and b.remaining > b.in_flight
+                and b.remaining - b.in_flight > PROBE_KEEP
                 and (b.alone or max(b.own + 1, b.remaining // SLOW_START) > b.in_flight)
             ):
                 b.in_flight += 1

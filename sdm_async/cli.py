@@ -24,9 +24,9 @@ services (Python names; dashes are accepted too: account-grants):
 def _usage() -> str:
     import textwrap
 
-    from sdm_async._generated.services import Services  # loaded with the package already
+    from sdm_async.commands import service_names
 
-    names = ", ".join(sorted(Services.__annotations__))
+    names = ", ".join(service_names())
     return USAGE + textwrap.fill(
         names, 96, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
     )

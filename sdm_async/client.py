@@ -7,19 +7,22 @@ import datetime
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from typing_extensions import Unpack
-
-from sdm_async import bulk as _bulk
-from sdm_async._generated.services import Services, SnapshotServices
-from sdm_async._generated.v1 import spec_pb2
+from sdm_async._generated.services import Services, SnapshotServices, bound
 from sdm_async._model import ts_to_pb
 from sdm_async._retry import RetryPolicy
-from sdm_async._rpc import Attempt, Transport
-from sdm_async._secrets import ManagedSecrets
 from sdm_async._signing import Signer, decode_secret
-from sdm_async.bulk import Outcome
+
+if TYPE_CHECKING:
+    # Imported where used instead: grpc, protobuf and anyio load when a client is made or a
+    # bulk job run, not on `import sdm_async` (annotations are not evaluated at run time).
+    from typing_extensions import Unpack
+
+    from sdm_async import bulk as _bulk
+    from sdm_async._rpc import Attempt
+    from sdm_async._secrets import ManagedSecrets
+    from sdm_async.bulk import Outcome
 
 __all__ = [
     "DEFAULT_HOST",
@@ -113,8 +116,12 @@ class Client(Services):
       system's (a private CA, a TLS-inspecting proxy, `Emulator(tls=True)`).
 
     Use `async with Client(...) as client:` or `await client.close()`. Channels are created
-    on first use inside the running event loop.
+    on first use inside the running event loop; each service (its module, models and
+    protobuf messages) on first access to its attribute.
     """
+
+    # Secret values are encrypted end to end, which the generated service cannot know.
+    managed_secrets: ManagedSecrets = bound("sdm_async._secrets", "ManagedSecrets")
 
     def __init__(
         self,
@@ -164,6 +171,8 @@ class Client(Services):
         self.host = host.strip()
         self.insecure = insecure
         self.page_limit = page_limit
+        from sdm_async._rpc import Transport  # grpc: loaded by the first client, not the import
+
         self._transport = Transport(
             host=self.host,
             insecure=insecure,
@@ -178,8 +187,6 @@ class Client(Services):
             root_certificates=root_certificates,
         )
         self._bind_services(self._transport, page_limit)
-        # Secret values are encrypted end to end, which the generated service cannot know.
-        self.managed_secrets = ManagedSecrets(self._transport, page_limit)
 
     @classmethod
     def from_env(cls, **options: Unpack[EnvClientOptions]) -> Client:
@@ -232,6 +239,8 @@ class Client(Services):
         in input order. A tuple item is spread as positional arguments. A per-item failure
         is in `outcome.error`, never raised; cancelling the caller cancels every call in
         flight and raises. `progress=True` shows a progress bar on a terminal."""
+        from sdm_async import bulk as _bulk
+
         _bulk.check_method(method, self._transport)
         limit = _bulk.check_concurrency(concurrency, self.max_in_flight)
         return await _bulk.bulk(method, items, concurrency=limit, progress=progress)
@@ -247,6 +256,8 @@ class Client(Services):
         """Like `bulk`, but yields outcomes as they complete (`async for`), reading `items`
         lazily. Use `async with client.bulk_iter(...) as outcomes:` to stop the job when
         leaving the loop early."""
+        from sdm_async import bulk as _bulk
+
         _bulk.check_method(method, self._transport)
         limit = _bulk.check_concurrency(concurrency, self.max_in_flight)
         return _bulk.bulk_iter(method, items, concurrency=limit, progress=progress)
@@ -288,6 +299,8 @@ class SnapshotClient(SnapshotServices):
             # The official SDK sends it with Timestamp.FromDatetime, which reads naive as UTC
             # (unlike model fields, which it reads as local time, as we do).
             snapshot_datetime = snapshot_datetime.replace(tzinfo=datetime.timezone.utc)
+        from sdm_async._generated.v1 import spec_pb2
+
         stamp = spec_pb2.GetRequestMetadata().snapshot_at  # the API pool's Timestamp type
         ts_to_pb(snapshot_datetime, stamp)
         self._bind_services(client._transport, client.page_limit, stamp)

@@ -23,9 +23,9 @@ from __future__ import annotations
 import builtins
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
 if TYPE_CHECKING:
+    import grpc.aio
+
     from sdm_async._generated.models.spec import RateLimitMetadata
 
 __all__ = [
@@ -45,6 +45,21 @@ __all__ = [
 ]
 
 
+# gRPC's status code numbers (fixed by the gRPC protocol), so that importing the errors does
+# not import grpc; tests check them against grpc.StatusCode.
+_CANCELLED = 1
+_UNKNOWN = 2
+_INVALID_ARGUMENT = 3
+_DEADLINE_EXCEEDED = 4
+_NOT_FOUND = 5
+_ALREADY_EXISTS = 6
+_PERMISSION_DENIED = 7
+_RESOURCE_EXHAUSTED = 8
+_INTERNAL = 13
+_UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
+
+
 class RPCError(Exception):
     """An error answered by the API (or found before calling it)."""
 
@@ -61,14 +76,14 @@ class AlreadyExistsError(RPCError):
     """The entity already exists (ALREADY_EXISTS), e.g. a user with that email."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.ALREADY_EXISTS.value[0])
+        super().__init__(msg, _ALREADY_EXISTS)
 
 
 class AuthenticationError(RPCError):
     """The API key was refused (UNAUTHENTICATED): unknown key, bad signature."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.UNAUTHENTICATED.value[0])
+        super().__init__(msg, _UNAUTHENTICATED)
 
 
 class BadRequestError(RPCError):
@@ -76,21 +91,21 @@ class BadRequestError(RPCError):
     call (a filter with the wrong number of arguments, a model of the wrong type)."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.INVALID_ARGUMENT.value[0])
+        super().__init__(msg, _INVALID_ARGUMENT)
 
 
 class InternalError(RPCError):
     """The API failed (INTERNAL); retried by the client's `RetryPolicy`."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.INTERNAL.value[0])
+        super().__init__(msg, _INTERNAL)
 
 
 class NotFoundError(RPCError):
     """No such entity (NOT_FOUND)."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.NOT_FOUND.value[0])
+        super().__init__(msg, _NOT_FOUND)
 
 
 class PermissionError(RPCError, builtins.PermissionError):
@@ -98,7 +113,7 @@ class PermissionError(RPCError, builtins.PermissionError):
     `builtins.PermissionError`."""
 
     def __init__(self, msg: str) -> None:
-        RPCError.__init__(self, msg, grpc.StatusCode.PERMISSION_DENIED.value[0])
+        RPCError.__init__(self, msg, _PERMISSION_DENIED)
 
 
 class ClientClosedError(RPCError, builtins.RuntimeError):
@@ -109,14 +124,14 @@ class ClientClosedError(RPCError, builtins.RuntimeError):
     `close()` that interrupts calls."""
 
     def __init__(self, msg: str) -> None:
-        RPCError.__init__(self, msg, grpc.StatusCode.CANCELLED.value[0])
+        RPCError.__init__(self, msg, _CANCELLED)
 
 
 class RateLimitError(RPCError):
     """Over the rate limit; `.rate_limit` tells the bucket, its limit and when it resets."""
 
     def __init__(self, msg: str, rate_limit: RateLimitMetadata | None = None) -> None:
-        super().__init__(msg, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        super().__init__(msg, _RESOURCE_EXHAUSTED)
         self.rate_limit = rate_limit
 
 
@@ -125,7 +140,7 @@ class TimeoutError(RPCError, builtins.TimeoutError):
     also a `builtins.TimeoutError`."""
 
     def __init__(self, msg: str = "deadline exceeded") -> None:
-        RPCError.__init__(self, msg, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
+        RPCError.__init__(self, msg, _DEADLINE_EXCEEDED)
 
 
 class UnavailableError(RPCError):
@@ -133,24 +148,24 @@ class UnavailableError(RPCError):
     `RetryPolicy`. The official SDK raises a plain `RPCError` here."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.UNAVAILABLE.value[0])
+        super().__init__(msg, _UNAVAILABLE)
 
 
 class UnknownError(RPCError):
     """An error that is not a gRPC status (the official SDK's name; kept for parity)."""
 
     def __init__(self, msg: str) -> None:
-        super().__init__(msg, grpc.StatusCode.UNKNOWN.value[0])
+        super().__init__(msg, _UNKNOWN)
 
 
-_BY_CODE: dict[grpc.StatusCode, Any] = {
-    grpc.StatusCode.INVALID_ARGUMENT: BadRequestError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionError,
-    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
-    grpc.StatusCode.INTERNAL: InternalError,
-    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+_BY_CODE: dict[int, Any] = {
+    _INVALID_ARGUMENT: BadRequestError,
+    _NOT_FOUND: NotFoundError,
+    _ALREADY_EXISTS: AlreadyExistsError,
+    _PERMISSION_DENIED: PermissionError,
+    _UNAUTHENTICATED: AuthenticationError,
+    _INTERNAL: InternalError,
+    _UNAVAILABLE: UnavailableError,
 }
 
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -183,21 +198,22 @@ def _status_details(err: grpc.aio.AioRpcError) -> tuple[str | None, list[Any]]:
 def from_grpc(err: grpc.aio.AioRpcError) -> RPCError:
     """Translate a gRPC error into the SDK's error class for its status code."""
     code = err.code()
+    number: int = code.value[0]
     message, details = _status_details(err)
     msg = message if message is not None else (err.details() or code.name)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if number == _DEADLINE_EXCEEDED:
         return TimeoutError(msg)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+    if number == _RESOURCE_EXHAUSTED:
         if "larger than max" in msg and not details:
             # gRPC's own size limit, not a rate limit: asking again gets the same answer.
-            return RPCError(f"{msg}\n{SIZE_HINT}", code.value[0])
+            return RPCError(f"{msg}\n{SIZE_HINT}", number)
         return RateLimitError(msg, _rate_limit(details))
-    if code == grpc.StatusCode.UNAVAILABLE and "handshake failed" in msg.lower():
+    if number == _UNAVAILABLE and "handshake failed" in msg.lower():
         return UnavailableError(f"{msg}\n{TLS_HINT}")
-    cls = _BY_CODE.get(code)
+    cls = _BY_CODE.get(number)
     if cls is not None:
         return cls(msg)  # type: ignore[no-any-return]
-    return RPCError(msg, code.value[0])
+    return RPCError(msg, number)
 
 
 def _rate_limit(details: list[Any]) -> RateLimitMetadata | None:

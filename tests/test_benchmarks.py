@@ -22,6 +22,7 @@ CASES = {
     "bulk-256",
     "rate-limit",
     "shared-key",
+    "startup",
 }
 
 

@@ -91,6 +91,54 @@ def test_every_method_of_every_service_has_a_command_with_the_official_parameter
                     assert p.name in text, (service, name, p.name)
 
 
+def _inspected(service: str) -> dict[str, tuple[str, tuple[tuple[str, str, bool], ...], str, bool]]:
+    """What the client's own class for `service` says of each public method: summary (as
+    help shows it), parameters (name, annotation, required), return annotation, and whether
+    the class defines `get` itself (an update then reads the object first)."""
+    import inspect
+    import re
+
+    cls = type(getattr(sdm_async.Client("auth-x", "c2VjcmV0", insecure=True), service))
+    order = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass))
+    out = {}
+    for name in order:
+        fn = getattr(cls, name)
+        if name.startswith("_") or not inspect.isfunction(fn):
+            continue
+        sig = inspect.signature(fn)
+        params = tuple(
+            (p.name, str(p.annotation), p.default is p.empty and p.kind is not p.VAR_POSITIONAL)
+            for p in list(sig.parameters.values())[1:]
+            if p.name != "timeout"
+        )
+        doc, returns = inspect.getdoc(fn) or "", str(sig.return_annotation)
+        rpc = re.search(r"`(\w+\.\w+)`", doc)
+        if returns.startswith("AsyncPager[") and rpc:
+            summary = f"The matching items, streamed page by page ({rpc.group(0)})"
+        else:
+            summary = doc.split(". `timeout`")[0].split("\n")[0].strip().rstrip(".")
+        out[name] = (summary, params, returns, "get" in cls.__dict__)
+    return out
+
+
+def test_commands_from_the_catalog_match_the_client_classes() -> None:
+    """Help reads the generated catalog (no service module, no protobuf); what it says of
+    every method is what the client's class for that attribute says, in the same order."""
+    for service in Services.__annotations__:
+        found = {
+            name: (
+                m.doc,
+                tuple((p.name, p.annotation, p.required) for p in m.params),
+                m.returns,
+                m.has_get,
+            )
+            for name, m in methods(service).items()
+        }
+        expected = _inspected(service)
+        assert list(found) == list(expected), service
+        assert found == expected, service
+
+
 async def test_help_at_every_level_lists_what_exists() -> None:
     code, out, _ = await sdm(None, "--help")
     assert code == 0

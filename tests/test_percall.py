@@ -61,17 +61,19 @@ def _pacer_with(state: dict[str, Any]) -> Pacer:
 
 
 @given(
-    remaining=st.integers(0, 5000),
     in_flight=st.integers(0, 300),
+    # Budget left over the calls in flight: mostly near the edges where grants change (none
+    # left, the few units kept for probes, the slow start's cap), sometimes plenty.
+    left=st.integers(-3, 40) | st.integers(-3, 5000),
     own=st.integers(0, 300),
     alone=st.booleans(),
     shared=st.booleans(),
 )
 def test_the_pacers_fast_grant_is_exactly_what_the_slow_path_grants(
-    remaining: int, in_flight: int, own: int, alone: bool, shared: bool
+    in_flight: int, left: int, own: int, alone: bool, shared: bool
 ) -> None:
     state = {
-        "remaining": remaining,
+        "remaining": max(0, in_flight + left),
         "in_flight": in_flight,
         "own": own,
         "alone": alone,

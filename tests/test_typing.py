@@ -118,6 +118,17 @@ def _classes_in(annotation: object) -> set[type]:
     return found
 
 
+def _type_checking_names() -> dict[str, object]:
+    """What client.py imports under TYPE_CHECKING only (it would load grpc and anyio with the
+    package), resolved as a type checker does: the package's exports and two helpers."""
+    import typing_extensions
+
+    from sdm_async import bulk
+
+    names: dict[str, object] = {n: getattr(sdm_async, n) for n in sdm_async.__all__}
+    return {**names, "Unpack": typing_extensions.Unpack, "_bulk": bulk}
+
+
 def test_types_in_client_signatures_are_exported() -> None:
     """A type a user meets in the client's public signatures can be named as `sdm_async.X`
     (to annotate their own helpers). The generated service classes are reached through the
@@ -132,7 +143,7 @@ def test_types_in_client_signatures_are_exported() -> None:
             func = getattr(func, "__func__", func)
             if not callable(func):
                 continue
-            hints = typing.get_type_hints(func)
+            hints = typing.get_type_hints(func, localns=_type_checking_names())
             for hint in hints.values():
                 for klass in _classes_in(hint):
                     module = klass.__module__

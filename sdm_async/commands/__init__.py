@@ -1,7 +1,9 @@
 """`sdm-async SERVICE METHOD [ARGS...]`: every method of every service, from a shell.
 
-The commands are made from the generated catalog (service names) and the generated service
-classes (methods, official parameter names, models), so they follow the client exactly.
+The commands are made from the generated catalog (services, their methods with the official
+parameter names and annotations, unions), which the service classes are generated from as
+well, so they follow the client exactly (a test compares them). Help needs neither the
+client nor protobuf: they are imported to run a command.
 Exit status: 0 done, 1 the API (or the connection) failed, 2 bad usage or input (reported
 before any call where possible), 130 interrupted, 141 stdout closed early (`| head`).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import inspect
 import os
 import re
 import sys
@@ -29,12 +30,10 @@ EXIT_PIPE = 141
 
 
 def service_names() -> list[str]:
-    """The client's service attributes (`accounts`, `account_grants`, ...), as generated
-    from the catalog; read from the services index the client itself is built from, which is
-    loaded already (the catalog module would cost an import for --help)."""
-    from sdm_async._generated.services import Services
+    """The client's service attributes (`accounts`, `account_grants`, ...)."""
+    from sdm_async._generated import catalog
 
-    return sorted(Services.__annotations__)
+    return sorted(catalog.COMMANDS)
 
 
 def _python_name(word: str) -> str:
@@ -80,62 +79,54 @@ class Method:
         return self.name == "update" and self.has_get and model is not None
 
 
-def _service_class(service: str) -> type:
-    """The class of the client's attribute: the generated one, or the client's own subclass
-    (managed secrets encrypt their values end to end)."""
-    if service == "managed_secrets":
-        from sdm_async._secrets import ManagedSecrets
-
-        return ManagedSecrets
-    from sdm_async._generated import services
-
-    cls: type = getattr(services, services.Services.__annotations__[service])
-    return cls
+# Client attributes whose class is hand-written over the generated one (managed secrets
+# encrypt their values end to end): their own docstrings and `get` are read from the class.
+_OWN_CLASSES = {"managed_secrets": ("sdm_async._secrets", "ManagedSecrets")}
 
 
 def methods(service: str) -> dict[str, Method]:
     """The public methods of one service, in the order the generated class defines them."""
-    from sdm_async._generated import models
-    from sdm_async.commands.values import model_choices
+    from sdm_async._generated import catalog, models
 
-    cls = _service_class(service)
+    entries = catalog.COMMANDS[service]
+    docs: dict[str, str] = {}
+    has_get = any(e[0] == "get" for e in entries)
+    if service in _OWN_CLASSES:
+        import importlib
+        import inspect
+
+        module, cls_name = _OWN_CLASSES[service]
+        cls = getattr(importlib.import_module(module), cls_name)
+        has_get = "get" in cls.__dict__  # an update reads first only with a `get` of its own
+        for attr, fn in vars(cls).items():
+            if not attr.startswith("_") and inspect.isfunction(fn):
+                returns = str(inspect.signature(fn).return_annotation)
+                docs[attr] = _doc(inspect.getdoc(fn) or "", returns)
     out: dict[str, Method] = {}
-    # In the generated class's order (create, get, update, delete, list, ...).
-    order = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass))
-    for name in order:
-        fn = getattr(cls, name)
-        if name.startswith("_") or not inspect.isfunction(fn):
-            continue
-        sig = inspect.signature(fn)
+    for name, doc, signature, returns in entries:
         params = []
-        for p in list(sig.parameters.values())[1:]:
-            ann = str(p.annotation)
-            if p.name == "timeout":
-                continue
+        for pname, ann, variadic in signature:
             base = ann.removesuffix(" | None")
-            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            if variadic:
                 kind = "args"
-            elif p.name == "filter":
+            elif pname == "filter":
                 kind = "filter"
             elif base in ("str", "int", "bool"):
                 kind = base
             elif base == "list[str]":
                 kind = "list"
-            elif model_choices(base) is not None or hasattr(models, base):
+            elif base in catalog.UNIONS or base in models.__all__:
                 kind = "model"
             else:  # pragma: no cover - a new parameter type needs a rule here
-                raise TypeError(f"{service}.{name}: no command-line form for {p.name}: {ann}")
-            required = p.default is inspect.Parameter.empty and kind != "args"
-            params.append(Param(p.name, ann, required, kind))
-        doc = _doc(inspect.getdoc(fn) or "", str(sig.return_annotation))
-        out[name] = Method(
-            service, name, doc, tuple(params), str(sig.return_annotation), "get" in cls.__dict__
-        )
+                raise TypeError(f"{service}.{name}: no command-line form for {pname}: {ann}")
+            params.append(Param(pname, ann, kind != "args", kind))
+        out[name] = Method(service, name, docs.get(name, doc), tuple(params), returns, has_get)
     return out
 
 
 def _doc(doc: str, returns: str) -> str:
-    """The generated docstring's first sentence, less what only Python callers need."""
+    """A docstring's first sentence, less what only Python callers need (the catalog holds
+    the generated methods' summaries in this form)."""
     rpc = re.search(r"`(\w+\.\w+)`", doc)
     if returns.startswith("AsyncPager[") and rpc:
         return f"The matching items, streamed page by page ({rpc.group(0)})"
@@ -246,11 +237,12 @@ def parser(method: Method) -> argparse.ArgumentParser:
 
 
 def _model_help(method: Method, param: Param) -> str:
-    from sdm_async._generated import models
-    from sdm_async.commands.values import attributes, model_choices
+    from sdm_async._generated import catalog, models
+    from sdm_async.commands.values import attributes
 
     base = param.annotation.removesuffix(" | None")
-    choices = model_choices(base)
+    union = catalog.UNIONS.get(base)  # its members' names, without loading their classes
+    choices = [field for field, _ in union[1]] if union is not None else None
     lines = [f"{param.name} ({base}{', optional' if not param.required else ''}):"]
     if method.read_first:
         lines.append(

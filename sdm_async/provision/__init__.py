@@ -16,12 +16,18 @@ declaration (YAML text) to adopt it. The command line is `sdm-async provision pl
 and `sdm-async provision export [-o FILE]`. See `examples/provision/org.yaml`.
 """
 
-from sdm_async.provision.apply import ConflictError, Failure, Result, Tokens, apply
-from sdm_async.provision.diff import Change, Plan, diff, plan
-from sdm_async.provision.export import export
-from sdm_async.provision.kinds import MARK_KEY, MARK_VALUE
-from sdm_async.provision.org import Org, read
-from sdm_async.provision.spec import Declared, Problem, Spec, SpecError, load, parse
+import importlib
+import sys
+import types
+import typing
+
+if typing.TYPE_CHECKING:
+    from sdm_async.provision.apply import ConflictError, Failure, Result, Tokens, apply
+    from sdm_async.provision.diff import Change, Plan, diff, plan
+    from sdm_async.provision.export import export
+    from sdm_async.provision.kinds import MARK_KEY, MARK_VALUE
+    from sdm_async.provision.org import Org, read
+    from sdm_async.provision.spec import Declared, Problem, Spec, SpecError, load, parse
 
 __all__ = [
     "MARK_KEY",
@@ -45,3 +51,55 @@ __all__ = [
     "plan",
     "read",
 ]
+
+# name -> the module that defines it, imported on first use of the name (so that the command
+# line's `--help` does not load the client, YAML and rich)
+_LAZY = {
+    "MARK_KEY": "kinds",
+    "MARK_VALUE": "kinds",
+    "Change": "diff",
+    "ConflictError": "apply",
+    "Declared": "spec",
+    "Failure": "apply",
+    "Org": "org",
+    "Plan": "diff",
+    "Problem": "spec",
+    "Result": "apply",
+    "Spec": "spec",
+    "SpecError": "spec",
+    "Tokens": "apply",
+    "apply": "apply",
+    "diff": "diff",
+    "export": "export",
+    "load": "spec",
+    "parse": "spec",
+    "plan": "diff",
+    "read": "org",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule binds it on its package, which would hide the functions `apply`,
+    `diff` and `export` behind their modules of the same name: those bindings are dropped
+    (the modules stay in sys.modules), so that the names load the functions."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if _LAZY.get(name) == name and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -14,22 +14,21 @@ without one of the two, before any change.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    # Imported once the arguments are parsed: `--help` and a usage error need none of them
+    # (nor grpc, protobuf, YAML or rich).
+    from rich.console import Console
 
-from sdm_async.client import Client
-from sdm_async.errors import RPCError
-from sdm_async.provision.apply import TOKEN_KINDS, ConflictError, Result, Tokens, apply
-from sdm_async.provision.diff import Plan, plan
-from sdm_async.provision.export import check_owner, export, parse_tags, sections
-from sdm_async.provision.kinds import MARK_VALUE
-from sdm_async.provision.render import plan_table, result_table
-from sdm_async.provision.spec import Spec, SpecError, load
+    from sdm_async.client import Client
+    from sdm_async.provision.apply import Result, Tokens
+    from sdm_async.provision.diff import Plan
+    from sdm_async.provision.spec import Spec
 
 __all__ = ["main"]
 
@@ -81,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
+    from sdm_async.provision.kinds import MARK_VALUE  # loads the resource classes
+
     parser = argparse.ArgumentParser(
         prog="sdm-async provision export",
         description="Write the organisation as a declaration that `plan` and `apply` read "
@@ -119,6 +120,12 @@ def _export_parser() -> argparse.ArgumentParser:
 
 def _export(argv: list[str]) -> int:
     args = _export_parser().parse_args(argv)
+    import asyncio
+
+    from sdm_async.client import Client
+    from sdm_async.errors import RPCError
+    from sdm_async.provision.export import check_owner, export, parse_tags, sections
+
     try:  # every argument is checked before any call
         kinds = sections(args.only.split(",") if args.only is not None else None)
         tags = parse_tags(args.tag)
@@ -161,6 +168,15 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.concurrency is not None and args.concurrency < 1:
         return _error("--concurrency must be at least 1", 2)
+    import asyncio
+
+    from rich.console import Console
+
+    from sdm_async.client import Client
+    from sdm_async.errors import RPCError
+    from sdm_async.provision.apply import ConflictError, Tokens
+    from sdm_async.provision.spec import SpecError, load
+
     try:
         spec = load(args.file)
     except SpecError as e:
@@ -234,6 +250,9 @@ def _error(message: str, code: int, prefix: str = "sdm-async provision: ") -> in
 async def _run(
     client: Client, spec: Spec, args: argparse.Namespace, out: Console, tokens: Tokens
 ) -> int:
+    from sdm_async.provision.apply import TOKEN_KINDS, apply
+    from sdm_async.provision.diff import plan
+
     async with client:
         current = await plan(
             client,
@@ -307,6 +326,8 @@ def _save_tokens(tokens: Tokens, where: str | None, secrets: _Secrets | None, ou
 
 
 def _show_plan(current: Plan, out: Console, rows: int) -> None:
+    from sdm_async.provision.render import plan_table
+
     if current.changes or current.orphans:
         out.print(plan_table(current, limit=rows))
     for conflict in current.conflicts:
@@ -315,6 +336,8 @@ def _show_plan(current: Plan, out: Console, rows: int) -> None:
 
 
 def _show_result(result: Result, out: Console) -> None:
+    from sdm_async.provision.render import result_table
+
     if result.done or result.failures:
         out.print(result_table(result))
     for failure in result.failures:

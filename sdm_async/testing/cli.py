@@ -7,15 +7,11 @@ line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
 from typing import NoReturn
-
-from sdm_async.testing.emulator import Emulator
-from sdm_async.testing.status import StartError
 
 PROG = "sdm-async emulator"
 log = logging.getLogger("sdm_async.emulator")
@@ -124,6 +120,12 @@ def not_emulated() -> list[str]:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    # Imported once the arguments are parsed: `--help` and a usage error need no server.
+    from sdm_async.testing.emulator import Emulator
+    from sdm_async.testing.status import StartError
+
     access_key = args.access_key or os.environ.get("SDM_API_ACCESS_KEY") or None
     secret_key = args.secret_key or os.environ.get("SDM_API_SECRET_KEY") or None
     if (access_key is None) != (secret_key is None):
@@ -194,6 +196,8 @@ def main(argv: list[str]) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
     )
+    import asyncio
+
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:  # before the signal handlers are in place

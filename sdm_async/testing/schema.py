@@ -17,6 +17,18 @@ from sdm_async._generated import catalog
 from sdm_async._generated.v1 import _pool, options_pb2
 
 Message = Any  # a generated protobuf message (upb); not precisely typeable
+
+
+def _import_all() -> None:
+    """Import every `*_pb2` module of package v1 (legacy included). The client loads them one
+    service at a time; the emulator finds messages by name in the v1 pool, so it needs them
+    all there first."""
+    for mod in pkgutil.walk_packages(_v1.__path__, f"{_v1.__name__}."):
+        if mod.name.endswith("_pb2"):
+            importlib.import_module(mod.name)
+
+
+_import_all()
 CRUD = frozenset({"create", "get", "update", "delete", "list"})
 
 

@@ -453,29 +453,74 @@ def _services_module(schema: Schema, file: str) -> str | None:
     return "\n".join(out) + "\n"
 
 
+# The descriptor behind every service attribute (fixed text, emitted as is).
+_BOUND = '''class _Bound:
+    """A service attribute: on first access from an instance, import the service's module,
+    make the service from the instance's `_service_args`, and store it in the instance's
+    __dict__, which later lookups find first (this is a non-data descriptor)."""
+
+    __slots__ = ("module", "cls", "snapshot", "name")
+
+    def __init__(self, module: str, cls: str, snapshot: bool) -> None:
+        self.module = module
+        self.cls = cls
+        self.snapshot = snapshot
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:
+        if obj is None:
+            return self
+        module = importlib.import_module(self.module, __name__)
+        service = getattr(module, self.cls)(*obj._service_args)
+        if self.snapshot:
+            service = getattr(module, "Snapshot" + self.cls)(service)
+        obj.__dict__[self.name] = service
+        return service
+
+
+def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:
+    """The attribute for service class `cls` of `module` (relative to this package, or
+    absolute); typed Any so that it can stand for the service in annotations."""
+    return _Bound(module, cls, snapshot)
+
+'''
+
+
 def _services_index(schema: Schema) -> str:
+    """Service attributes that import their module and bind on first access, so that
+    neither `import sdm_async` nor `Client(...)` loads a service, its models or protobuf
+    modules before they are used; type checkers read the imports below `TYPE_CHECKING`."""
     out = [HEADER.format(source="protos/")]
     out.append("# ruff: noqa")
-    out.append('"""One typed attribute per service, for the client and the snapshot client."""')
+    out.append('"""One typed attribute per service, for the client and the snapshot client, each')
+    out.append('bound (its module imported) on first access."""')
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
+    out.append("import importlib")
     out.append("import typing")
     out.append("")
+    out.append("if typing.TYPE_CHECKING:")
+    classes: dict[str, str] = {}
     for s in schema.services:
         names = [s.name] + ([f"Snapshot{s.name}"] if s.snapshot else [])
-        out.append(f"from .{module_name(s.file)} import {', '.join(names)}")
+        classes.update(dict.fromkeys(names, module_name(s.file)))
+        out.append(f"    from .{module_name(s.file)} import {', '.join(names)}")
     out.append("")
     out.append("")
+    out.append(_BOUND)
     out.append("class Services:")
     out.append('    """Every service of the API, named as on the official client."""')
     out.append("")
     for s in schema.services:
-        out.append(f"    {s.py_attr}: {s.name}")
+        mod = module_name(s.file)
+        out.append(f'    {s.py_attr}: {s.name} = bound(".{mod}", "{s.name}")')
     out.append("")
     out.append("    def _bind_services(self, transport: typing.Any, page_limit: int) -> None:")
-    for s in schema.services:
-        out.append(f"        self.{s.py_attr} = {s.name}(transport, page_limit)")
+    out.append("        self._service_args = (transport, page_limit)")
     out.append("")
     out.append("")
     out.append("class SnapshotServices:")
@@ -483,15 +528,14 @@ def _services_index(schema: Schema) -> str:
     out.append("")
     snaps = [s for s in schema.services if s.snapshot]
     for s in snaps:
-        out.append(f"    {s.py_attr}: Snapshot{s.name}")
+        mod = module_name(s.file)
+        out.append(f'    {s.py_attr}: Snapshot{s.name} = bound(".{mod}", "{s.name}", True)')
     out.append("")
     out.append(
         "    def _bind_services(self, transport: typing.Any, page_limit: int, "
         "snapshot: typing.Any) -> None:"
     )
-    for s in snaps:
-        service = f"{s.name}(transport, page_limit, snapshot)"
-        out.append(f"        self.{s.py_attr} = Snapshot{s.name}({service})")
+    out.append("        self._service_args = (transport, page_limit, snapshot)")
     out.append("")
     out.append("")
     out.append("SERVICE_ATTRIBUTES = (")
@@ -500,30 +544,68 @@ def _services_index(schema: Schema) -> str:
     out.append("SNAPSHOT_ATTRIBUTES = (")
     out += [f'    "{s.py_attr}",' for s in snaps]
     out.append(")")
+    out.append("")
+    out.append("# service class -> the module (under this package) that defines it")
+    out.append("_MODULES: dict[str, str] = {")
+    out += [f'    "{n}": "{m}",' for n, m in classes.items()]
+    out.append("}")
+    out.append("")
+    out.append("")
+    out.append("def __getattr__(name: str) -> typing.Any:")
+    out.append("    module = _MODULES.get(name)")
+    out.append("    if module is None:")
+    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
+    out.append('    return getattr(importlib.import_module(f".{module}", __name__), name)')
     return "\n".join(out) + "\n"
 
 
 def _models_index(schema: Schema, modules: list[str]) -> str:
+    """The models package loads each module on first use of one of its names (PEP 562), so
+    that `import sdm_async` costs no model module; type checkers read the imports below
+    `TYPE_CHECKING`."""
     out = [HEADER.format(source="protos/")]
     out.append("# ruff: noqa")
-    out.append('"""Every model class, union alias and enum of the API."""')
+    out.append('"""Every model class, union alias and enum of the API, each loaded with its')
+    out.append('module on first use."""')
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
-    names: list[str] = []
+    out.append("import importlib")
+    out.append("import typing")
+    out.append("")
+    owner: dict[str, str] = {}
+    out.append("if typing.TYPE_CHECKING:")
     for mod in modules:
         local = sorted(
             [m.name for m in schema.models.values() if module_name(m.file) == mod]
             + [u.name for u in schema.unions.values() if module_name(u.file) == mod]
         )
-        names += local
-        out.append(f"from .{mod} import {', '.join(local)}")
-    out.append("from .enums import ResourceType")
-    names.append("ResourceType")
+        owner.update(dict.fromkeys(local, mod))
+        out.append(f"    from .{mod} import {', '.join(local)}")
+    out.append("    from .enums import ResourceType")
+    owner["ResourceType"] = "enums"
     out.append("")
     out.append("__all__ = [")
-    out += [f'    "{n}",' for n in sorted(names)]
+    out += [f'    "{n}",' for n in sorted(owner)]
     out.append("]")
+    out.append("")
+    out.append("# name -> the module (under this package) that defines it")
+    out.append("_MODULES: dict[str, str] = {")
+    out += [f'    "{n}": "{owner[n]}",' for n in sorted(owner)]
+    out.append("}")
+    out.append("")
+    out.append("")
+    out.append("def __getattr__(name: str) -> typing.Any:")
+    out.append("    module = _MODULES.get(name)")
+    out.append("    if module is None:")
+    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
+    out.append('    value = getattr(importlib.import_module(f".{module}", __name__), name)')
+    out.append("    globals()[name] = value  # later lookups skip __getattr__")
+    out.append("    return value")
+    out.append("")
+    out.append("")
+    out.append("def __dir__() -> list[str]:")
+    out.append("    return sorted(set(globals()) | set(__all__))")
     return "\n".join(out) + "\n"
 
 
@@ -553,6 +635,36 @@ def _constants_module() -> str:
         for key, value in sorted(data[cls].items()):
             out.append(f"    {key} = {value!r}")
     return "\n".join(out) + "\n"
+
+
+def _commands_table(schema: Schema) -> list[str]:
+    """Each client attribute's public methods as the service class declares them, so that
+    `sdm-async SERVICE [METHOD] --help` needs neither the service module nor protobuf."""
+    out = [
+        "# client attribute -> ((method, summary, ((parameter, annotation, is *args), ...),",
+        "#   return annotation), ...), in the service class's order",
+        "COMMANDS: dict[str, tuple[tuple[str, str, tuple[tuple[str, str, bool], ...], str], ...]]"
+        " = {",
+    ]
+    for s in schema.services:
+        entries = []
+        for m in s.methods:
+            params = [p for p in m.params if not (m.is_list and p.name == "filter")]
+            sig = [(p.name, _param_type(s, m, p), False) for p in params]
+            if m.is_list:
+                assert m.item is not None
+                item_type = m.item.py_type.removeprefix("list[").removesuffix("]")
+                sig += [("filter", "str", False), ("args", "object", True)]
+                summary = f"The matching items, streamed page by page (`{s.name}.{m.name}`)"
+                returns = f"AsyncPager[{item_type}]"
+            else:
+                summary = _summary(s, m).rstrip(".")
+                returns = m.response
+            shown = "".join(f"({n!r}, {a!r}, {v}), " for n, a, v in sig)
+            entries.append(f"({m.py_name!r}, {summary!r}, ({shown}), {returns!r})")
+        out.append(f'    "{s.py_attr}": ({"".join(e + ", " for e in entries)}),')
+    out.append("}")
+    return out
 
 
 def _catalog_module(schema: Schema) -> str:
@@ -595,6 +707,8 @@ def _catalog_module(schema: Schema) -> str:
         if ro:
             out.append(f'    "{m.name}": ({"".join(repr(r) + ", " for r in ro)}),')
     out.append("}")
+    out.append("")
+    out += _commands_table(schema)
     out.append("")
     out.append("# union -> (oneof name, ((proto field, model), ...))")
     out.append("UNIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {")
