@@ -12,6 +12,7 @@ emulator runs in another process). Set-up and a warm-up call stay outside the bl
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ import strongdm
 
 import sdm_async
 from sdm_async._generated.v1 import accounts_pb2
+from sdm_async._rpc import STREAMS_PER_CHANNEL
 from sdm_async._signing import API_VERSION, Signer, decode_secret
 
 SDM = "sdm_async"
@@ -109,6 +111,10 @@ class SdmAsync:
     def __init__(self, target: Target) -> None:
         self.target = target
 
+    def use(self, target: Target) -> None:
+        """Call as another API key from now on."""
+        self.target = target
+
     def client(self, **options: Any) -> sdm_async.Client:
         t = self.target
         return sdm_async.Client(t.access_key, t.secret_key, t.address, True, **options)
@@ -143,10 +149,12 @@ class SdmAsync:
         return Run(len(models), clock.wall, clock.cpu)
 
     async def bulk_create(
-        self, users: Sequence[NewUser], concurrency: int, *, warm: bool = True
+        self, users: Sequence[NewUser], concurrency: int, *, warm: bool = True, count: bool = False
     ) -> Run:
         """`client.bulk(client.accounts.create, ...)` at `concurrency`, with a client whose
-        limit on calls in flight is the same, counting attempts and refusals."""
+        limit on calls in flight is the same; `count`: count attempts and refusals (an
+        `on_attempt` hook, which costs a report per attempt that the bare contender, counting
+        nothing, does not pay: only the cases that report refusals count)."""
         models = _sdm_users(users[1:] if warm else users)
         attempts = refused = 0
 
@@ -156,7 +164,8 @@ class SdmAsync:
             if isinstance(a.error, sdm_async.RateLimitError):
                 refused += 1
 
-        async with self.client(max_in_flight=concurrency, on_attempt=on_attempt) as c:
+        hook = on_attempt if count else None
+        async with self.client(max_in_flight=concurrency, on_attempt=hook) as c:
             if warm:
                 await c.accounts.create(_sdm_users(users[:1])[0])
                 attempts = refused = 0
@@ -184,6 +193,10 @@ class Official:
     name = OFFICIAL
 
     def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def use(self, target: Target) -> None:
+        """Call as another API key from now on."""
         self.target = target
 
     def client(self, **options: Any) -> Any:
@@ -286,6 +299,10 @@ class BareAio:
     name = BARE
 
     def __init__(self, target: Target) -> None:
+        self.use(target)
+
+    def use(self, target: Target) -> None:
+        """Call as another API key from now on."""
         self.target = target
         self.signer = Signer(decode_secret(target.secret_key))
 
@@ -371,24 +388,44 @@ class BareAio:
         return Run(len(users) - 1, clock.wall, clock.cpu)
 
     async def concurrent(self, users: Sequence[NewUser], concurrency: int) -> Run:
-        """`concurrency` calls in flight on one channel: workers that share one iterator."""
+        """`concurrency` calls in flight: workers that share one iterator, on as many
+        channels (connections) as `sdm_async` opens for it: one per STREAMS_PER_CHANNEL
+        calls in flight, since a server refuses more streams than its limit on one
+        connection (the API's is 100). Worker i sends on channel i % channels."""
         errors: list[BaseException] = []
-        async with grpc.aio.insecure_channel(self.target.address) as channel:
-            create = self._create(channel)
-            await create(users[0])
-            source = iter(users[1:])
+        count = max(1, math.ceil(concurrency / STREAMS_PER_CHANNEL))
+        channels = [
+            grpc.aio.insecure_channel(
+                self.target.address,
+                # Channels with equal arguments would share one connection.
+                options=[("grpc.use_local_subchannel_pool", 1), ("bench.channel_index", i)],
+            )
+            for i in range(count)
+        ]
+        try:
+            creates = [self._create(channel) for channel in channels]
+            await creates[0](users[0])
+            for channel in channels[1:]:
+                await channel.channel_ready()  # connected before the clock starts
+            source = iter(enumerate(users[1:]))
+            # Every response kept, in input order, as `client.bulk` keeps its outcomes: the
+            # two hold the same results when the clock stops.
+            responses: list[Any] = [None] * (len(users) - 1)
 
-            async def worker() -> None:
-                for u in source:
+            async def worker(create: Callable[[NewUser], Awaitable[Any]]) -> None:
+                for index, u in source:
                     try:
-                        await create(u)
+                        responses[index] = await create(u)
                     except grpc.aio.AioRpcError as e:
                         errors.append(e)
 
             with measured() as clock:
                 async with anyio.create_task_group() as tg:
-                    for _ in range(concurrency):
-                        tg.start_soon(worker)
+                    for i in range(concurrency):
+                        tg.start_soon(worker, creates[i % count])
+        finally:
+            for channel in channels:
+                await channel.close()
         first = _error_text(errors[0]) if errors else ""
         done = len(users) - 1 - len(errors)
         return Run(done, clock.wall, clock.cpu, len(errors), first_error=first)

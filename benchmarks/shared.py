@@ -26,7 +26,7 @@ async def job(spec: dict[str, Any]) -> dict[str, Any]:
     users = new_users(spec["tag"], spec["n"])
     await asyncio.sleep(max(0.0, spec["start"] - time.time()))
     if spec["client"] == SDM:
-        run = await SdmAsync(target).bulk_create(users, spec["concurrency"], warm=False)
+        run = await SdmAsync(target).bulk_create(users, spec["concurrency"], warm=False, count=True)
     else:
         run = await Official(target).threaded(users, spec["concurrency"], warm=False)
     return {**run.as_dict(), "ended": time.time()}

@@ -264,7 +264,16 @@ class Pacer:
         """Take a unit for one attempt of `method` if one is free now; None: `await wait()`."""
         b = self._by_method.get(method)
         if b is not None:
-            if b.alone and b.remaining > b.in_flight and not b.queue:  # no clock read
+            # The fast path: a unit is free by the newest word alone, so no clock read. For an
+            # unshared bucket with more budget left than the units kept for probes (alone, or
+            # within the slow start's cap), `_take_slow` grants one whatever the clock says.
+            # It must grant nothing `_take_slow` would not: tests/test_percall.py checks.
+            if (
+                not b.shared
+                and not b.queue
+                and b.remaining - b.in_flight > PROBE_KEEP
+                and (b.alone or max(b.own + 1, b.remaining // SLOW_START) > b.in_flight)
+            ):
                 b.in_flight += 1
                 return b
             return self._take_slow(b)

@@ -235,6 +235,10 @@ class Transport:
         self._access_key = access_key
         self._signer = signer
         self._user_agent = user_agent
+        # The metadata entries that are the same on every call, made once.
+        self._authentication = ("x-sdm-authentication", access_key)
+        self._api_version = ("x-sdm-api-version", API_VERSION)
+        self._user_agent_entry = ("x-sdm-user-agent", user_agent)
         self._channel_options = list(channel_options)
         self._root_certificates = root_certificates
         self._channels: list[grpc.aio.Channel] = []
@@ -321,7 +325,7 @@ class Transport:
             return 0
         if not loads:  # closed while this call waited for its turn
             raise errors.ClientClosedError(CLOSED)
-        return min(range(len(loads)), key=loads.__getitem__)
+        return loads.index(min(loads))  # C calls only: no key function called per channel
 
     def _callable(self, index: int, method: MethodInfo) -> Any:
         table = self._callables[index]
@@ -329,27 +333,34 @@ class Transport:
         if mc is None:
             mc = table[method.path] = self._channels[index].unary_unary(
                 method.path,
-                request_serializer=_serialize,
+                request_serializer=None,  # `call` sends the bytes it signed
                 response_deserializer=method.deserialize,
                 _registered_method=True,
             )
         return mc
 
     async def call(self, method: MethodInfo, request: Any, timeout: float | None) -> Any:
-        self._check_loop()
+        """Call `method` with `request` (a message, or the bytes it serializes to)."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._closed:
+            self._check_loop()  # opens the channels on first use, else raises
         name = method.name
-        body = request.SerializeToString()  # once per call; signed afresh per attempt
+        # Serialized once per call (signed afresh per attempt); `Service._call` hands over
+        # the bytes it already made to check the request's size.
+        body = request if type(request) is bytes else request.SerializeToString()
         deadline = None if timeout is None else loop.time() + timeout
         pacer = self.pacer
+        slots = self._slots
+        assert slots is not None
         attempt = 0
         while True:
-            queued = time.perf_counter()  # the attempt's waits count from here
+            queued = 0.0  # set when the attempt has to wait: its waits count from there
             attempt += 1
             token: Token | None = None
             if pacer is not None:
                 token = pacer.take(name)
                 if token is None:  # the budget is spent: wait for a unit (or the deadline)
+                    queued = time.perf_counter()
                     token = await pacer.wait(name, deadline)
                     if token is None:
                         raise errors.TimeoutError(
@@ -357,34 +368,41 @@ class Transport:
                         )
             try:
                 # The deadline covers the wait for a slot too: `timeout` is for the whole call.
-                slots = self._slots
-                assert slots is not None
-                if not slots.take_now() and not await slots.take(deadline):
-                    raise errors.TimeoutError(
-                        f"{name}: timed out after {timeout} s waiting for a free slot "
-                        f"(max_in_flight={self.max_in_flight} calls already in flight)"
-                    )
+                if slots.free > 0 and not slots.waiters:  # Slots.take_now, inlined
+                    slots.free -= 1
+                else:
+                    if not queued:
+                        queued = time.perf_counter()
+                    if not await slots.take(deadline):
+                        raise errors.TimeoutError(
+                            f"{name}: timed out after {timeout} s waiting for a free slot "
+                            f"(max_in_flight={self.max_in_flight} calls already in flight)"
+                        )
                 try:
-                    remaining = None if deadline is None else deadline - loop.time()
-                    if remaining is not None and remaining <= 0:
-                        raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
+                    remaining = None
+                    if deadline is not None:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
                     loads = self._loads  # close() replaces it: keep the list counted in
-                    channel = self._pick_channel()
+                    channel = 0 if len(loads) == 1 else self._pick_channel()
+                    mc = self._callables[channel].get(method.path)
+                    if mc is None:
+                        mc = self._callable(channel, method)
                     self.in_flight += 1
                     loads[channel] += 1
                     started = time.perf_counter()
-                    waited = started - queued
+                    waited = started - queued if queued else 0.0
                     error: errors.RPCError | None = None
                     # Signed here, per attempt, over the bytes sent: an interceptor would cost
                     # a task and a loop turn per call, and gRPC's own retries are off.
                     metadata = (
-                        ("x-sdm-authentication", self._access_key),
+                        self._authentication,
                         ("x-sdm-signature", self._signer.sign(name, body)),
-                        ("x-sdm-api-version", API_VERSION),
-                        ("x-sdm-user-agent", self._user_agent),
+                        self._api_version,
+                        self._user_agent_entry,
                     )
                     try:
-                        mc = self._callable(channel, method)
                         response = await mc(body, timeout=remaining, metadata=metadata)
                     except grpc.aio.AioRpcError as e:
                         error = errors.from_grpc(e)
