@@ -267,7 +267,7 @@ def build(env: Env) -> list[Case]:
 
     # 1. A long listing, one page after another.
     for case_id, page, title, least in (
-        ("list-1000", BIG_PAGE, f"list {z.list_n:,} accounts, {BIG_PAGE} per page", 3.5),
+        ("list-1000", BIG_PAGE, f"list {z.list_n:,} accounts, {BIG_PAGE} per page", 2.0),
         ("list-default", 0, f"list {z.list_n:,} accounts, {SERVER_PAGE} per page (default)", 1.5),
     ):
         cases.append(
