@@ -14,7 +14,7 @@ a client its transport, and each service attribute its service on first access.
 import importlib
 import typing
 
-from sdm_async import errors
+from sdm_async import _lazy, errors
 from sdm_async._generated import constants as _constants
 from sdm_async._generated import models as _models
 from sdm_async._generated.constants import *  # noqa: F403
@@ -75,36 +75,26 @@ __all__ = [
 __all__ += _models.__all__
 __all__ += _constants.__all__
 
-# name -> the module that defines it, imported on first use of the name
+# name -> the module (under this package) that defines it, imported on first use of the name
 _LAZY = {
-    "AsyncPager": "sdm_async._pagination",
-    "Attempt": "sdm_async._rpc",
-    "BulkIterator": "sdm_async.bulk",
-    "Client": "sdm_async.client",
-    "ClientOptions": "sdm_async.client",
-    "EnvClientOptions": "sdm_async.client",
-    "Model": "sdm_async._model",
-    "Outcome": "sdm_async.bulk",
-    "RetryPolicy": "sdm_async._retry",
-    "SigningInterceptor": "sdm_async._rpc",
-    "SnapshotClient": "sdm_async.client",
+    "AsyncPager": "_pagination",
+    "Attempt": "_rpc",
+    "BulkIterator": "bulk",
+    "Client": "client",
+    "ClientOptions": "client",
+    "EnvClientOptions": "client",
+    "Model": "_model",
+    "Outcome": "bulk",
+    "RetryPolicy": "_retry",
+    "SigningInterceptor": "_rpc",
+    "SnapshotClient": "client",
+    **dict.fromkeys(_models._MODULES, "_generated.models"),
 }
+_load, __dir__ = _lazy.attach(__name__, _LAZY, globals())
 
 
 def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif name in _models._MODULES:
-        value = getattr(_models, name)
-    elif name in ("provision", "testing"):
+    if name in ("provision", "testing"):
         # Subpackages that bring YAML, rich or the emulator: imported when named.
         return importlib.import_module(f"sdm_async.{name}")
-    else:
-        raise AttributeError(f"module 'sdm_async' has no attribute {name!r}")
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return _load(name)

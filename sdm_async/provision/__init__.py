@@ -16,10 +16,11 @@ declaration (YAML text) to adopt it. The command line is `sdm-async provision pl
 and `sdm-async provision export [-o FILE]`. See `examples/provision/org.yaml`.
 """
 
-import importlib
 import sys
 import types
 import typing
+
+from sdm_async._lazy import attach
 
 if typing.TYPE_CHECKING:
     from sdm_async.provision.apply import ConflictError, Failure, Result, Tokens, apply
@@ -77,18 +78,7 @@ _LAZY = {
     "read": "org",
 }
 
-
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(__name__, _LAZY, globals())
 
 
 class _Package(types.ModuleType):

@@ -7,8 +7,9 @@ async with Emulator() as emu:
         ...
 """
 
-import importlib
 import typing
+
+from sdm_async._lazy import attach
 
 if typing.TYPE_CHECKING:
     from sdm_async.testing.emulator import Emulator
@@ -19,11 +20,4 @@ __all__ = ["Emulator", "StartError"]
 # Imported on first use, so that `sdm-async emulator --help` loads no server.
 _LAZY = {"Emulator": "emulator", "StartError": "status"}
 
-
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__, __dir__ = attach(__name__, _LAZY, globals())

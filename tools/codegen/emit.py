@@ -545,6 +545,8 @@ def _services_index(schema: Schema) -> str:
     out.append("import importlib")
     out.append("import typing")
     out.append("")
+    out.append("from ..._lazy import attach")
+    out.append("")
     out.append("if typing.TYPE_CHECKING:")
     classes: dict[str, str] = {}
     for s in schema.services:
@@ -593,11 +595,7 @@ def _services_index(schema: Schema) -> str:
     out.append("}")
     out.append("")
     out.append("")
-    out.append("def __getattr__(name: str) -> typing.Any:")
-    out.append("    module = _MODULES.get(name)")
-    out.append("    if module is None:")
-    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
-    out.append('    return getattr(importlib.import_module(f".{module}", __name__), name)')
+    out.append("__getattr__, __dir__ = attach(__name__, _MODULES, globals())")
     return "\n".join(out) + "\n"
 
 
@@ -612,8 +610,9 @@ def _models_index(schema: Schema, modules: list[str]) -> str:
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
-    out.append("import importlib")
     out.append("import typing")
+    out.append("")
+    out.append("from ..._lazy import attach")
     out.append("")
     owner: dict[str, str] = {}
     out.append("if typing.TYPE_CHECKING:")
@@ -637,17 +636,7 @@ def _models_index(schema: Schema, modules: list[str]) -> str:
     out.append("}")
     out.append("")
     out.append("")
-    out.append("def __getattr__(name: str) -> typing.Any:")
-    out.append("    module = _MODULES.get(name)")
-    out.append("    if module is None:")
-    out.append('        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")')
-    out.append('    value = getattr(importlib.import_module(f".{module}", __name__), name)')
-    out.append("    globals()[name] = value  # later lookups skip __getattr__")
-    out.append("    return value")
-    out.append("")
-    out.append("")
-    out.append("def __dir__() -> list[str]:")
-    out.append("    return sorted(set(globals()) | set(__all__))")
+    out.append("__getattr__, __dir__ = attach(__name__, _MODULES, globals())")
     return "\n".join(out) + "\n"
 
 

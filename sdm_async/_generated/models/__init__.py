@@ -6,8 +6,9 @@ module on first use."""
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from ..._lazy import attach
 
 if typing.TYPE_CHECKING:
     from .spec import CreateResponseMetadata, DeleteResponseMetadata, GenericResponseMetadata, GetResponseMetadata, RateLimitMetadata, UpdateResponseMetadata
@@ -1011,14 +1012,4 @@ _MODULES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(__name__, _MODULES, globals())

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import typing
 
+from ..._lazy import attach
+
 if typing.TYPE_CHECKING:
     from .access_requests import AccessRequests, SnapshotAccessRequests
     from .access_request_events_history import AccessRequestEventsHistory
@@ -466,8 +468,4 @@ _MODULES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__, __dir__ = attach(__name__, _MODULES, globals())
