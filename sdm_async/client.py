@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from sdm_async._generated.services import Services, SnapshotServices, bound
+from sdm_async._generated.services import Services, SnapshotServices
+from sdm_async._lazy import bound
 from sdm_async._model import ts_to_pb
 from sdm_async._retry import RetryPolicy
 from sdm_async._signing import Signer, decode_secret

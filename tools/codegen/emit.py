@@ -495,40 +495,7 @@ def _services_module(schema: Schema, file: str) -> str | None:
     return "\n".join(out) + "\n"
 
 
-# The descriptor behind every service attribute (fixed text, emitted as is).
-_BOUND = '''class _Bound:
-    """A service attribute: on first access from an instance, import the service's module,
-    make the service from the instance's `_service_args`, and store it in the instance's
-    __dict__, which later lookups find first (this is a non-data descriptor)."""
-
-    __slots__ = ("module", "cls", "snapshot", "name")
-
-    def __init__(self, module: str, cls: str, snapshot: bool) -> None:
-        self.module = module
-        self.cls = cls
-        self.snapshot = snapshot
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:
-        if obj is None:
-            return self
-        module = importlib.import_module(self.module, __name__)
-        service = getattr(module, self.cls)(*obj._service_args)
-        if self.snapshot:
-            service = getattr(module, "Snapshot" + self.cls)(service)
-        obj.__dict__[self.name] = service
-        return service
-
-
-def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:
-    """The attribute for service class `cls` of `module` (relative to this package, or
-    absolute); typed Any so that it can stand for the service in annotations."""
-    return _Bound(module, cls, snapshot)
-
-'''
+SERVICES = "sdm_async._generated.services"  # the package the services index is in
 
 
 def _services_index(schema: Schema) -> str:
@@ -542,10 +509,9 @@ def _services_index(schema: Schema) -> str:
     out.append("")
     out.append("from __future__ import annotations")
     out.append("")
-    out.append("import importlib")
     out.append("import typing")
     out.append("")
-    out.append("from ..._lazy import attach")
+    out.append("from ..._lazy import attach, bound")
     out.append("")
     out.append("if typing.TYPE_CHECKING:")
     classes: dict[str, str] = {}
@@ -555,13 +521,12 @@ def _services_index(schema: Schema) -> str:
         out.append(f"    from .{module_name(s.file)} import {', '.join(names)}")
     out.append("")
     out.append("")
-    out.append(_BOUND)
     out.append("class Services:")
     out.append('    """Every service of the API, named as on the official client."""')
     out.append("")
     for s in schema.services:
-        mod = module_name(s.file)
-        out.append(f'    {s.py_attr}: {s.name} = bound(".{mod}", "{s.name}")')
+        mod = f"{SERVICES}.{module_name(s.file)}"
+        out.append(f'    {s.py_attr}: {s.name} = bound("{mod}", "{s.name}")')
     out.append("")
     out.append("    def _bind_services(self, transport: typing.Any, page_limit: int) -> None:")
     out.append("        self._service_args = (transport, page_limit)")
@@ -572,8 +537,8 @@ def _services_index(schema: Schema) -> str:
     out.append("")
     snaps = [s for s in schema.services if s.snapshot]
     for s in snaps:
-        mod = module_name(s.file)
-        out.append(f'    {s.py_attr}: Snapshot{s.name} = bound(".{mod}", "{s.name}", True)')
+        mod = f"{SERVICES}.{module_name(s.file)}"
+        out.append(f'    {s.py_attr}: Snapshot{s.name} = bound("{mod}", "{s.name}", True)')
     out.append("")
     out.append(
         "    def _bind_services(self, transport: typing.Any, page_limit: int, "

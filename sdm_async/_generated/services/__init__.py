@@ -6,10 +6,9 @@ bound (its module imported) on first access."""
 
 from __future__ import annotations
 
-import importlib
 import typing
 
-from ..._lazy import attach
+from ..._lazy import attach, bound
 
 if typing.TYPE_CHECKING:
     from .access_requests import AccessRequests, SnapshotAccessRequests
@@ -88,116 +87,83 @@ if typing.TYPE_CHECKING:
     from .workflows_history import WorkflowsHistory
 
 
-class _Bound:
-    """A service attribute: on first access from an instance, import the service's module,
-    make the service from the instance's `_service_args`, and store it in the instance's
-    __dict__, which later lookups find first (this is a non-data descriptor)."""
-
-    __slots__ = ("module", "cls", "snapshot", "name")
-
-    def __init__(self, module: str, cls: str, snapshot: bool) -> None:
-        self.module = module
-        self.cls = cls
-        self.snapshot = snapshot
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: typing.Any, owner: typing.Any = None) -> typing.Any:
-        if obj is None:
-            return self
-        module = importlib.import_module(self.module, __name__)
-        service = getattr(module, self.cls)(*obj._service_args)
-        if self.snapshot:
-            service = getattr(module, "Snapshot" + self.cls)(service)
-        obj.__dict__[self.name] = service
-        return service
-
-
-def bound(module: str, cls: str, snapshot: bool = False) -> typing.Any:
-    """The attribute for service class `cls` of `module` (relative to this package, or
-    absolute); typed Any so that it can stand for the service in annotations."""
-    return _Bound(module, cls, snapshot)
-
-
 class Services:
     """Every service of the API, named as on the official client."""
 
-    access_requests: AccessRequests = bound(".access_requests", "AccessRequests")
-    access_request_events_history: AccessRequestEventsHistory = bound(".access_request_events_history", "AccessRequestEventsHistory")
-    access_requests_history: AccessRequestsHistory = bound(".access_requests_history", "AccessRequestsHistory")
-    account_attachments: AccountAttachments = bound(".account_attachments", "AccountAttachments")
-    account_attachments_history: AccountAttachmentsHistory = bound(".account_attachments_history", "AccountAttachmentsHistory")
-    account_grants: AccountGrants = bound(".account_grants", "AccountGrants")
-    account_grants_history: AccountGrantsHistory = bound(".account_grants_history", "AccountGrantsHistory")
-    account_permissions: AccountPermissions = bound(".account_permissions", "AccountPermissions")
-    account_resources: AccountResources = bound(".account_resources", "AccountResources")
-    account_resources_history: AccountResourcesHistory = bound(".account_resources_history", "AccountResourcesHistory")
-    accounts: Accounts = bound(".accounts", "Accounts")
-    accounts_groups: AccountsGroups = bound(".accounts_groups", "AccountsGroups")
-    accounts_groups_history: AccountsGroupsHistory = bound(".accounts_groups_history", "AccountsGroupsHistory")
-    accounts_history: AccountsHistory = bound(".accounts_history", "AccountsHistory")
-    activities: Activities = bound(".activities", "Activities")
-    approval_workflow_approvers: ApprovalWorkflowApprovers = bound(".approval_workflow_approvers", "ApprovalWorkflowApprovers")
-    approval_workflow_approvers_history: ApprovalWorkflowApproversHistory = bound(".approval_workflow_approvers_history", "ApprovalWorkflowApproversHistory")
-    approval_workflow_steps: ApprovalWorkflowSteps = bound(".approval_workflow_steps", "ApprovalWorkflowSteps")
-    approval_workflow_steps_history: ApprovalWorkflowStepsHistory = bound(".approval_workflow_steps_history", "ApprovalWorkflowStepsHistory")
-    approval_workflows: ApprovalWorkflows = bound(".approval_workflows", "ApprovalWorkflows")
-    approval_workflows_history: ApprovalWorkflowsHistory = bound(".approval_workflows_history", "ApprovalWorkflowsHistory")
-    control_panel: ControlPanel = bound(".control_panel", "ControlPanel")
-    discovery_connectors: DiscoveryConnectors = bound(".discovery_connectors", "DiscoveryConnectors")
-    granted_account_entitlements: GrantedAccountEntitlements = bound(".granted_account_entitlements", "GrantedAccountEntitlements")
-    granted_resource_entitlements: GrantedResourceEntitlements = bound(".granted_resource_entitlements", "GrantedResourceEntitlements")
-    granted_role_entitlements: GrantedRoleEntitlements = bound(".granted_role_entitlements", "GrantedRoleEntitlements")
-    roles: Roles = bound(".roles", "Roles")
-    groups: Groups = bound(".groups", "Groups")
-    groups_history: GroupsHistory = bound(".groups_history", "GroupsHistory")
-    groups_roles: GroupsRoles = bound(".groups_roles", "GroupsRoles")
-    groups_roles_history: GroupsRolesHistory = bound(".groups_roles_history", "GroupsRolesHistory")
-    health_checks: HealthChecks = bound(".health_checks", "HealthChecks")
-    identity_aliases: IdentityAliases = bound(".identity_aliases", "IdentityAliases")
-    identity_aliases_history: IdentityAliasesHistory = bound(".identity_aliases_history", "IdentityAliasesHistory")
-    identity_sets: IdentitySets = bound(".identity_sets", "IdentitySets")
-    identity_sets_history: IdentitySetsHistory = bound(".identity_sets_history", "IdentitySetsHistory")
-    role_attachments: RoleAttachments = bound(".legacy.role_attachments", "RoleAttachments")
-    role_grants: RoleGrants = bound(".legacy.role_grants", "RoleGrants")
-    managed_secrets: ManagedSecrets = bound(".managed_secrets", "ManagedSecrets")
-    nodes: Nodes = bound(".nodes", "Nodes")
-    nodes_history: NodesHistory = bound(".nodes_history", "NodesHistory")
-    organization_history: OrganizationHistory = bound(".organization_history", "OrganizationHistory")
-    organizations: Organizations = bound(".organizations", "Organizations")
-    peering_group_nodes: PeeringGroupNodes = bound(".peering_group_nodes", "PeeringGroupNodes")
-    peering_group_peers: PeeringGroupPeers = bound(".peering_group_peers", "PeeringGroupPeers")
-    peering_group_resources: PeeringGroupResources = bound(".peering_group_resources", "PeeringGroupResources")
-    peering_groups: PeeringGroups = bound(".peering_groups", "PeeringGroups")
-    policies: Policies = bound(".policies", "Policies")
-    policies_history: PoliciesHistory = bound(".policies_history", "PoliciesHistory")
-    proxy_cluster_keys: ProxyClusterKeys = bound(".proxy_cluster_keys", "ProxyClusterKeys")
-    queries: Queries = bound(".queries", "Queries")
-    remote_identities: RemoteIdentities = bound(".remote_identities", "RemoteIdentities")
-    remote_identities_history: RemoteIdentitiesHistory = bound(".remote_identities_history", "RemoteIdentitiesHistory")
-    remote_identity_groups: RemoteIdentityGroups = bound(".remote_identity_groups", "RemoteIdentityGroups")
-    remote_identity_groups_history: RemoteIdentityGroupsHistory = bound(".remote_identity_groups_history", "RemoteIdentityGroupsHistory")
-    replays: Replays = bound(".replays", "Replays")
-    requestable_account_entitlements: RequestableAccountEntitlements = bound(".requestable_account_entitlements", "RequestableAccountEntitlements")
-    requestable_resource_entitlements: RequestableResourceEntitlements = bound(".requestable_resource_entitlements", "RequestableResourceEntitlements")
-    requestable_role_entitlements: RequestableRoleEntitlements = bound(".requestable_role_entitlements", "RequestableRoleEntitlements")
-    resources: Resources = bound(".resources", "Resources")
-    resources_history: ResourcesHistory = bound(".resources_history", "ResourcesHistory")
-    role_resources: RoleResources = bound(".role_resources", "RoleResources")
-    role_resources_history: RoleResourcesHistory = bound(".role_resources_history", "RoleResourcesHistory")
-    roles_history: RolesHistory = bound(".roles_history", "RolesHistory")
-    secret_stores: SecretStores = bound(".secret_stores", "SecretStores")
-    secret_engines: SecretEngines = bound(".secret_engines", "SecretEngines")
-    secret_store_healths: SecretStoreHealths = bound(".secret_store_healths", "SecretStoreHealths")
-    secret_stores_history: SecretStoresHistory = bound(".secret_stores_history", "SecretStoresHistory")
-    workflow_approvers: WorkflowApprovers = bound(".workflow_approvers", "WorkflowApprovers")
-    workflow_approvers_history: WorkflowApproversHistory = bound(".workflow_approvers_history", "WorkflowApproversHistory")
-    workflow_roles: WorkflowRoles = bound(".workflow_roles", "WorkflowRoles")
-    workflow_roles_history: WorkflowRolesHistory = bound(".workflow_roles_history", "WorkflowRolesHistory")
-    workflows: Workflows = bound(".workflows", "Workflows")
-    workflows_history: WorkflowsHistory = bound(".workflows_history", "WorkflowsHistory")
+    access_requests: AccessRequests = bound("sdm_async._generated.services.access_requests", "AccessRequests")
+    access_request_events_history: AccessRequestEventsHistory = bound("sdm_async._generated.services.access_request_events_history", "AccessRequestEventsHistory")
+    access_requests_history: AccessRequestsHistory = bound("sdm_async._generated.services.access_requests_history", "AccessRequestsHistory")
+    account_attachments: AccountAttachments = bound("sdm_async._generated.services.account_attachments", "AccountAttachments")
+    account_attachments_history: AccountAttachmentsHistory = bound("sdm_async._generated.services.account_attachments_history", "AccountAttachmentsHistory")
+    account_grants: AccountGrants = bound("sdm_async._generated.services.account_grants", "AccountGrants")
+    account_grants_history: AccountGrantsHistory = bound("sdm_async._generated.services.account_grants_history", "AccountGrantsHistory")
+    account_permissions: AccountPermissions = bound("sdm_async._generated.services.account_permissions", "AccountPermissions")
+    account_resources: AccountResources = bound("sdm_async._generated.services.account_resources", "AccountResources")
+    account_resources_history: AccountResourcesHistory = bound("sdm_async._generated.services.account_resources_history", "AccountResourcesHistory")
+    accounts: Accounts = bound("sdm_async._generated.services.accounts", "Accounts")
+    accounts_groups: AccountsGroups = bound("sdm_async._generated.services.accounts_groups", "AccountsGroups")
+    accounts_groups_history: AccountsGroupsHistory = bound("sdm_async._generated.services.accounts_groups_history", "AccountsGroupsHistory")
+    accounts_history: AccountsHistory = bound("sdm_async._generated.services.accounts_history", "AccountsHistory")
+    activities: Activities = bound("sdm_async._generated.services.activities", "Activities")
+    approval_workflow_approvers: ApprovalWorkflowApprovers = bound("sdm_async._generated.services.approval_workflow_approvers", "ApprovalWorkflowApprovers")
+    approval_workflow_approvers_history: ApprovalWorkflowApproversHistory = bound("sdm_async._generated.services.approval_workflow_approvers_history", "ApprovalWorkflowApproversHistory")
+    approval_workflow_steps: ApprovalWorkflowSteps = bound("sdm_async._generated.services.approval_workflow_steps", "ApprovalWorkflowSteps")
+    approval_workflow_steps_history: ApprovalWorkflowStepsHistory = bound("sdm_async._generated.services.approval_workflow_steps_history", "ApprovalWorkflowStepsHistory")
+    approval_workflows: ApprovalWorkflows = bound("sdm_async._generated.services.approval_workflows", "ApprovalWorkflows")
+    approval_workflows_history: ApprovalWorkflowsHistory = bound("sdm_async._generated.services.approval_workflows_history", "ApprovalWorkflowsHistory")
+    control_panel: ControlPanel = bound("sdm_async._generated.services.control_panel", "ControlPanel")
+    discovery_connectors: DiscoveryConnectors = bound("sdm_async._generated.services.discovery_connectors", "DiscoveryConnectors")
+    granted_account_entitlements: GrantedAccountEntitlements = bound("sdm_async._generated.services.granted_account_entitlements", "GrantedAccountEntitlements")
+    granted_resource_entitlements: GrantedResourceEntitlements = bound("sdm_async._generated.services.granted_resource_entitlements", "GrantedResourceEntitlements")
+    granted_role_entitlements: GrantedRoleEntitlements = bound("sdm_async._generated.services.granted_role_entitlements", "GrantedRoleEntitlements")
+    roles: Roles = bound("sdm_async._generated.services.roles", "Roles")
+    groups: Groups = bound("sdm_async._generated.services.groups", "Groups")
+    groups_history: GroupsHistory = bound("sdm_async._generated.services.groups_history", "GroupsHistory")
+    groups_roles: GroupsRoles = bound("sdm_async._generated.services.groups_roles", "GroupsRoles")
+    groups_roles_history: GroupsRolesHistory = bound("sdm_async._generated.services.groups_roles_history", "GroupsRolesHistory")
+    health_checks: HealthChecks = bound("sdm_async._generated.services.health_checks", "HealthChecks")
+    identity_aliases: IdentityAliases = bound("sdm_async._generated.services.identity_aliases", "IdentityAliases")
+    identity_aliases_history: IdentityAliasesHistory = bound("sdm_async._generated.services.identity_aliases_history", "IdentityAliasesHistory")
+    identity_sets: IdentitySets = bound("sdm_async._generated.services.identity_sets", "IdentitySets")
+    identity_sets_history: IdentitySetsHistory = bound("sdm_async._generated.services.identity_sets_history", "IdentitySetsHistory")
+    role_attachments: RoleAttachments = bound("sdm_async._generated.services.legacy.role_attachments", "RoleAttachments")
+    role_grants: RoleGrants = bound("sdm_async._generated.services.legacy.role_grants", "RoleGrants")
+    managed_secrets: ManagedSecrets = bound("sdm_async._generated.services.managed_secrets", "ManagedSecrets")
+    nodes: Nodes = bound("sdm_async._generated.services.nodes", "Nodes")
+    nodes_history: NodesHistory = bound("sdm_async._generated.services.nodes_history", "NodesHistory")
+    organization_history: OrganizationHistory = bound("sdm_async._generated.services.organization_history", "OrganizationHistory")
+    organizations: Organizations = bound("sdm_async._generated.services.organizations", "Organizations")
+    peering_group_nodes: PeeringGroupNodes = bound("sdm_async._generated.services.peering_group_nodes", "PeeringGroupNodes")
+    peering_group_peers: PeeringGroupPeers = bound("sdm_async._generated.services.peering_group_peers", "PeeringGroupPeers")
+    peering_group_resources: PeeringGroupResources = bound("sdm_async._generated.services.peering_group_resources", "PeeringGroupResources")
+    peering_groups: PeeringGroups = bound("sdm_async._generated.services.peering_groups", "PeeringGroups")
+    policies: Policies = bound("sdm_async._generated.services.policies", "Policies")
+    policies_history: PoliciesHistory = bound("sdm_async._generated.services.policies_history", "PoliciesHistory")
+    proxy_cluster_keys: ProxyClusterKeys = bound("sdm_async._generated.services.proxy_cluster_keys", "ProxyClusterKeys")
+    queries: Queries = bound("sdm_async._generated.services.queries", "Queries")
+    remote_identities: RemoteIdentities = bound("sdm_async._generated.services.remote_identities", "RemoteIdentities")
+    remote_identities_history: RemoteIdentitiesHistory = bound("sdm_async._generated.services.remote_identities_history", "RemoteIdentitiesHistory")
+    remote_identity_groups: RemoteIdentityGroups = bound("sdm_async._generated.services.remote_identity_groups", "RemoteIdentityGroups")
+    remote_identity_groups_history: RemoteIdentityGroupsHistory = bound("sdm_async._generated.services.remote_identity_groups_history", "RemoteIdentityGroupsHistory")
+    replays: Replays = bound("sdm_async._generated.services.replays", "Replays")
+    requestable_account_entitlements: RequestableAccountEntitlements = bound("sdm_async._generated.services.requestable_account_entitlements", "RequestableAccountEntitlements")
+    requestable_resource_entitlements: RequestableResourceEntitlements = bound("sdm_async._generated.services.requestable_resource_entitlements", "RequestableResourceEntitlements")
+    requestable_role_entitlements: RequestableRoleEntitlements = bound("sdm_async._generated.services.requestable_role_entitlements", "RequestableRoleEntitlements")
+    resources: Resources = bound("sdm_async._generated.services.resources", "Resources")
+    resources_history: ResourcesHistory = bound("sdm_async._generated.services.resources_history", "ResourcesHistory")
+    role_resources: RoleResources = bound("sdm_async._generated.services.role_resources", "RoleResources")
+    role_resources_history: RoleResourcesHistory = bound("sdm_async._generated.services.role_resources_history", "RoleResourcesHistory")
+    roles_history: RolesHistory = bound("sdm_async._generated.services.roles_history", "RolesHistory")
+    secret_stores: SecretStores = bound("sdm_async._generated.services.secret_stores", "SecretStores")
+    secret_engines: SecretEngines = bound("sdm_async._generated.services.secret_engines", "SecretEngines")
+    secret_store_healths: SecretStoreHealths = bound("sdm_async._generated.services.secret_store_healths", "SecretStoreHealths")
+    secret_stores_history: SecretStoresHistory = bound("sdm_async._generated.services.secret_stores_history", "SecretStoresHistory")
+    workflow_approvers: WorkflowApprovers = bound("sdm_async._generated.services.workflow_approvers", "WorkflowApprovers")
+    workflow_approvers_history: WorkflowApproversHistory = bound("sdm_async._generated.services.workflow_approvers_history", "WorkflowApproversHistory")
+    workflow_roles: WorkflowRoles = bound("sdm_async._generated.services.workflow_roles", "WorkflowRoles")
+    workflow_roles_history: WorkflowRolesHistory = bound("sdm_async._generated.services.workflow_roles_history", "WorkflowRolesHistory")
+    workflows: Workflows = bound("sdm_async._generated.services.workflows", "Workflows")
+    workflows_history: WorkflowsHistory = bound("sdm_async._generated.services.workflows_history", "WorkflowsHistory")
 
     def _bind_services(self, transport: typing.Any, page_limit: int) -> None:
         self._service_args = (transport, page_limit)
@@ -206,39 +172,39 @@ class Services:
 class SnapshotServices:
     """The read-only services of a snapshot client."""
 
-    access_requests: SnapshotAccessRequests = bound(".access_requests", "AccessRequests", True)
-    account_attachments: SnapshotAccountAttachments = bound(".account_attachments", "AccountAttachments", True)
-    account_grants: SnapshotAccountGrants = bound(".account_grants", "AccountGrants", True)
-    account_permissions: SnapshotAccountPermissions = bound(".account_permissions", "AccountPermissions", True)
-    account_resources: SnapshotAccountResources = bound(".account_resources", "AccountResources", True)
-    accounts: SnapshotAccounts = bound(".accounts", "Accounts", True)
-    accounts_groups: SnapshotAccountsGroups = bound(".accounts_groups", "AccountsGroups", True)
-    approval_workflow_approvers: SnapshotApprovalWorkflowApprovers = bound(".approval_workflow_approvers", "ApprovalWorkflowApprovers", True)
-    approval_workflow_steps: SnapshotApprovalWorkflowSteps = bound(".approval_workflow_steps", "ApprovalWorkflowSteps", True)
-    approval_workflows: SnapshotApprovalWorkflows = bound(".approval_workflows", "ApprovalWorkflows", True)
-    discovery_connectors: SnapshotDiscoveryConnectors = bound(".discovery_connectors", "DiscoveryConnectors", True)
-    granted_account_entitlements: SnapshotGrantedAccountEntitlements = bound(".granted_account_entitlements", "GrantedAccountEntitlements", True)
-    granted_resource_entitlements: SnapshotGrantedResourceEntitlements = bound(".granted_resource_entitlements", "GrantedResourceEntitlements", True)
-    granted_role_entitlements: SnapshotGrantedRoleEntitlements = bound(".granted_role_entitlements", "GrantedRoleEntitlements", True)
-    roles: SnapshotRoles = bound(".roles", "Roles", True)
-    groups: SnapshotGroups = bound(".groups", "Groups", True)
-    groups_roles: SnapshotGroupsRoles = bound(".groups_roles", "GroupsRoles", True)
-    identity_aliases: SnapshotIdentityAliases = bound(".identity_aliases", "IdentityAliases", True)
-    identity_sets: SnapshotIdentitySets = bound(".identity_sets", "IdentitySets", True)
-    nodes: SnapshotNodes = bound(".nodes", "Nodes", True)
-    policies: SnapshotPolicies = bound(".policies", "Policies", True)
-    proxy_cluster_keys: SnapshotProxyClusterKeys = bound(".proxy_cluster_keys", "ProxyClusterKeys", True)
-    remote_identities: SnapshotRemoteIdentities = bound(".remote_identities", "RemoteIdentities", True)
-    remote_identity_groups: SnapshotRemoteIdentityGroups = bound(".remote_identity_groups", "RemoteIdentityGroups", True)
-    requestable_account_entitlements: SnapshotRequestableAccountEntitlements = bound(".requestable_account_entitlements", "RequestableAccountEntitlements", True)
-    requestable_resource_entitlements: SnapshotRequestableResourceEntitlements = bound(".requestable_resource_entitlements", "RequestableResourceEntitlements", True)
-    requestable_role_entitlements: SnapshotRequestableRoleEntitlements = bound(".requestable_role_entitlements", "RequestableRoleEntitlements", True)
-    resources: SnapshotResources = bound(".resources", "Resources", True)
-    role_resources: SnapshotRoleResources = bound(".role_resources", "RoleResources", True)
-    secret_stores: SnapshotSecretStores = bound(".secret_stores", "SecretStores", True)
-    workflow_approvers: SnapshotWorkflowApprovers = bound(".workflow_approvers", "WorkflowApprovers", True)
-    workflow_roles: SnapshotWorkflowRoles = bound(".workflow_roles", "WorkflowRoles", True)
-    workflows: SnapshotWorkflows = bound(".workflows", "Workflows", True)
+    access_requests: SnapshotAccessRequests = bound("sdm_async._generated.services.access_requests", "AccessRequests", True)
+    account_attachments: SnapshotAccountAttachments = bound("sdm_async._generated.services.account_attachments", "AccountAttachments", True)
+    account_grants: SnapshotAccountGrants = bound("sdm_async._generated.services.account_grants", "AccountGrants", True)
+    account_permissions: SnapshotAccountPermissions = bound("sdm_async._generated.services.account_permissions", "AccountPermissions", True)
+    account_resources: SnapshotAccountResources = bound("sdm_async._generated.services.account_resources", "AccountResources", True)
+    accounts: SnapshotAccounts = bound("sdm_async._generated.services.accounts", "Accounts", True)
+    accounts_groups: SnapshotAccountsGroups = bound("sdm_async._generated.services.accounts_groups", "AccountsGroups", True)
+    approval_workflow_approvers: SnapshotApprovalWorkflowApprovers = bound("sdm_async._generated.services.approval_workflow_approvers", "ApprovalWorkflowApprovers", True)
+    approval_workflow_steps: SnapshotApprovalWorkflowSteps = bound("sdm_async._generated.services.approval_workflow_steps", "ApprovalWorkflowSteps", True)
+    approval_workflows: SnapshotApprovalWorkflows = bound("sdm_async._generated.services.approval_workflows", "ApprovalWorkflows", True)
+    discovery_connectors: SnapshotDiscoveryConnectors = bound("sdm_async._generated.services.discovery_connectors", "DiscoveryConnectors", True)
+    granted_account_entitlements: SnapshotGrantedAccountEntitlements = bound("sdm_async._generated.services.granted_account_entitlements", "GrantedAccountEntitlements", True)
+    granted_resource_entitlements: SnapshotGrantedResourceEntitlements = bound("sdm_async._generated.services.granted_resource_entitlements", "GrantedResourceEntitlements", True)
+    granted_role_entitlements: SnapshotGrantedRoleEntitlements = bound("sdm_async._generated.services.granted_role_entitlements", "GrantedRoleEntitlements", True)
+    roles: SnapshotRoles = bound("sdm_async._generated.services.roles", "Roles", True)
+    groups: SnapshotGroups = bound("sdm_async._generated.services.groups", "Groups", True)
+    groups_roles: SnapshotGroupsRoles = bound("sdm_async._generated.services.groups_roles", "GroupsRoles", True)
+    identity_aliases: SnapshotIdentityAliases = bound("sdm_async._generated.services.identity_aliases", "IdentityAliases", True)
+    identity_sets: SnapshotIdentitySets = bound("sdm_async._generated.services.identity_sets", "IdentitySets", True)
+    nodes: SnapshotNodes = bound("sdm_async._generated.services.nodes", "Nodes", True)
+    policies: SnapshotPolicies = bound("sdm_async._generated.services.policies", "Policies", True)
+    proxy_cluster_keys: SnapshotProxyClusterKeys = bound("sdm_async._generated.services.proxy_cluster_keys", "ProxyClusterKeys", True)
+    remote_identities: SnapshotRemoteIdentities = bound("sdm_async._generated.services.remote_identities", "RemoteIdentities", True)
+    remote_identity_groups: SnapshotRemoteIdentityGroups = bound("sdm_async._generated.services.remote_identity_groups", "RemoteIdentityGroups", True)
+    requestable_account_entitlements: SnapshotRequestableAccountEntitlements = bound("sdm_async._generated.services.requestable_account_entitlements", "RequestableAccountEntitlements", True)
+    requestable_resource_entitlements: SnapshotRequestableResourceEntitlements = bound("sdm_async._generated.services.requestable_resource_entitlements", "RequestableResourceEntitlements", True)
+    requestable_role_entitlements: SnapshotRequestableRoleEntitlements = bound("sdm_async._generated.services.requestable_role_entitlements", "RequestableRoleEntitlements", True)
+    resources: SnapshotResources = bound("sdm_async._generated.services.resources", "Resources", True)
+    role_resources: SnapshotRoleResources = bound("sdm_async._generated.services.role_resources", "RoleResources", True)
+    secret_stores: SnapshotSecretStores = bound("sdm_async._generated.services.secret_stores", "SecretStores", True)
+    workflow_approvers: SnapshotWorkflowApprovers = bound("sdm_async._generated.services.workflow_approvers", "WorkflowApprovers", True)
+    workflow_roles: SnapshotWorkflowRoles = bound("sdm_async._generated.services.workflow_roles", "WorkflowRoles", True)
+    workflows: SnapshotWorkflows = bound("sdm_async._generated.services.workflows", "Workflows", True)
 
     def _bind_services(self, transport: typing.Any, page_limit: int, snapshot: typing.Any) -> None:
         self._service_args = (transport, page_limit, snapshot)
