@@ -387,9 +387,11 @@ async def test_pacing_uses_the_whole_budget_spread_out_with_few_refusals(
     assert elapsed < 5, elapsed
     # After the first window (a burst is fine while the budget lasts), held calls are
     # released one per window/limit = 12.5 ms, about 4 per 50 ms. A burst at each reset
-    # would put all 32 workers' calls into a few milliseconds.
+    # would put all 32 workers' calls into a few milliseconds. Counted from the second
+    # reset: on a loaded machine the start may come late in its window, and the first
+    # burst's calls then spill into the next window (allowed: its budget is fresh).
     first_reset = (math.floor(limiter.served[0] / limiter.window) + 1) * limiter.window
-    densest = limiter.densest(0.05, after=first_reset)
+    densest = limiter.densest(0.05, after=first_reset + limiter.window)
     assert densest <= 12, densest
 
 
