@@ -156,13 +156,19 @@ def _model_class(model: Model) -> list[str]:
     return lines
 
 
-def _model_converters(model: Model) -> list[str]:
+def _model_converters(model: Model, empty: frozenset[str] = frozenset()) -> list[str]:
     lines = [f"def from_pb_{model.name}(m: typing.Any) -> {model.name}:"]
     lines.append(f"    o = _new({model.name})")
     lazy = _lazy_fields(model)
     later = {f.name for f, _, _ in lazy}
     for f in model.fields:
-        if f.name not in later:
+        if f.name in later:
+            continue
+        if f.kind == "model" and not f.repeated and f.target in empty:
+            # A model without fields (every response's `meta` of a get, update, delete):
+            # nothing to read, so the message's field is not touched (no wrapper, no call).
+            lines.append(f"    o.{f.name} = _new({f.target})")
+        else:
             lines.append(f"    o.{f.name} = {_from_expr(f)}")
     if lazy:
         # Converted on first read (Model.__getattr__) from plain values: no protobuf object
@@ -251,8 +257,9 @@ def _models_module(schema: Schema, file: str) -> str | None:
     out.append(f"__all__ = [{', '.join(repr(n) for n in sorted(local))}]")
     for m in models:
         out += ["", "", *_model_class(m)]
+    empty = frozenset(name for name, m in schema.models.items() if not m.fields)
     for m in models:
-        out += ["", "", *_model_converters(m)]
+        out += ["", "", *_model_converters(m, empty)]
     for u in unions:
         out += ["", "", *_union(u)]
     return "\n".join(out) + "\n"

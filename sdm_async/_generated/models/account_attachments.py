@@ -92,7 +92,7 @@ class AccountAttachment(Model):
 def from_pb_AccountAttachmentCreateResponse(m: typing.Any) -> AccountAttachmentCreateResponse:
     o = _new(AccountAttachmentCreateResponse)
     o.account_attachment = from_pb_AccountAttachment(m.account_attachment)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -112,7 +112,7 @@ def to_pb_AccountAttachmentCreateResponse(o: AccountAttachmentCreateResponse, m:
 def from_pb_AccountAttachmentGetResponse(m: typing.Any) -> AccountAttachmentGetResponse:
     o = _new(AccountAttachmentGetResponse)
     o.account_attachment = from_pb_AccountAttachment(m.account_attachment)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -131,7 +131,7 @@ def to_pb_AccountAttachmentGetResponse(o: AccountAttachmentGetResponse, m: typin
 
 def from_pb_AccountAttachmentDeleteResponse(m: typing.Any) -> AccountAttachmentDeleteResponse:
     o = _new(AccountAttachmentDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

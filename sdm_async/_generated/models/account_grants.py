@@ -105,7 +105,7 @@ class AccountGrant(Model):
 def from_pb_AccountGrantCreateResponse(m: typing.Any) -> AccountGrantCreateResponse:
     o = _new(AccountGrantCreateResponse)
     o.account_grant = from_pb_AccountGrant(m.account_grant)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -125,7 +125,7 @@ def to_pb_AccountGrantCreateResponse(o: AccountGrantCreateResponse, m: typing.An
 def from_pb_AccountGrantGetResponse(m: typing.Any) -> AccountGrantGetResponse:
     o = _new(AccountGrantGetResponse)
     o.account_grant = from_pb_AccountGrant(m.account_grant)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -144,7 +144,7 @@ def to_pb_AccountGrantGetResponse(o: AccountGrantGetResponse, m: typing.Any) -> 
 
 def from_pb_AccountGrantDeleteResponse(m: typing.Any) -> AccountGrantDeleteResponse:
     o = _new(AccountGrantDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

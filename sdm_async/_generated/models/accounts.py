@@ -230,7 +230,7 @@ def from_pb_AccountCreateResponse(m: typing.Any) -> AccountCreateResponse:
     o = _new(AccountCreateResponse)
     o.access_key = m.access_key
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_key = m.secret_key
     o.token = m.token
@@ -254,7 +254,7 @@ def to_pb_AccountCreateResponse(o: AccountCreateResponse, m: typing.Any) -> None
 def from_pb_AccountGetResponse(m: typing.Any) -> AccountGetResponse:
     o = _new(AccountGetResponse)
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -273,7 +273,7 @@ def to_pb_AccountGetResponse(o: AccountGetResponse, m: typing.Any) -> None:
 def from_pb_AccountUpdateResponse(m: typing.Any) -> AccountUpdateResponse:
     o = _new(AccountUpdateResponse)
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -291,7 +291,7 @@ def to_pb_AccountUpdateResponse(o: AccountUpdateResponse, m: typing.Any) -> None
 
 def from_pb_AccountDeleteResponse(m: typing.Any) -> AccountDeleteResponse:
     o = _new(AccountDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

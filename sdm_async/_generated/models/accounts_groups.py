@@ -197,7 +197,7 @@ def to_pb_AccountGroupGetRequest(o: AccountGroupGetRequest, m: typing.Any) -> No
 def from_pb_AccountGroupGetResponse(m: typing.Any) -> AccountGroupGetResponse:
     o = _new(AccountGroupGetResponse)
     o.account_group = from_pb_AccountGroup(m.account_group)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -226,7 +226,7 @@ def to_pb_AccountGroupDeleteRequest(o: AccountGroupDeleteRequest, m: typing.Any)
 
 def from_pb_AccountGroupDeleteResponse(m: typing.Any) -> AccountGroupDeleteResponse:
     o = _new(AccountGroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

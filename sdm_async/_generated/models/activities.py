@@ -123,7 +123,7 @@ class ActivityActor(Model):
 def from_pb_ActivityGetResponse(m: typing.Any) -> ActivityGetResponse:
     o = _new(ActivityGetResponse)
     o.activity = from_pb_Activity(m.activity)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

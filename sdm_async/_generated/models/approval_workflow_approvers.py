@@ -128,7 +128,7 @@ def to_pb_ApprovalWorkflowApproverCreateResponse(o: ApprovalWorkflowApproverCrea
 def from_pb_ApprovalWorkflowApproverGetResponse(m: typing.Any) -> ApprovalWorkflowApproverGetResponse:
     o = _new(ApprovalWorkflowApproverGetResponse)
     o.approval_workflow_approver = from_pb_ApprovalWorkflowApprover(m.approval_workflow_approver)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -126,7 +126,7 @@ def to_pb_ApprovalWorkflowStepCreateResponse(o: ApprovalWorkflowStepCreateRespon
 def from_pb_ApprovalWorkflowStepGetResponse(m: typing.Any) -> ApprovalWorkflowStepGetResponse:
     o = _new(ApprovalWorkflowStepGetResponse)
     o.approval_workflow_step = from_pb_ApprovalWorkflowStep(m.approval_workflow_step)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -186,7 +186,7 @@ def to_pb_ApprovalWorkflowCreateResponse(o: ApprovalWorkflowCreateResponse, m: t
 def from_pb_ApprovalWorkflowGetResponse(m: typing.Any) -> ApprovalWorkflowGetResponse:
     o = _new(ApprovalWorkflowGetResponse)
     o.approval_workflow = from_pb_ApprovalWorkflow(m.approval_workflow)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

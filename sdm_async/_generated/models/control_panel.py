@@ -103,7 +103,7 @@ class ControlPanelGetOrgURLInfoResponse(Model):
 
 def from_pb_ControlPanelGetSSHCAPublicKeyResponse(m: typing.Any) -> ControlPanelGetSSHCAPublicKeyResponse:
     o = _new(ControlPanelGetSSHCAPublicKeyResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.public_key = m.public_key
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -121,7 +121,7 @@ def to_pb_ControlPanelGetSSHCAPublicKeyResponse(o: ControlPanelGetSSHCAPublicKey
 
 def from_pb_ControlPanelGetRDPCAPublicKeyResponse(m: typing.Any) -> ControlPanelGetRDPCAPublicKeyResponse:
     o = _new(ControlPanelGetRDPCAPublicKeyResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.public_key = m.public_key
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -139,7 +139,7 @@ def to_pb_ControlPanelGetRDPCAPublicKeyResponse(o: ControlPanelGetRDPCAPublicKey
 
 def from_pb_ControlPanelVerifyJWTResponse(m: typing.Any) -> ControlPanelVerifyJWTResponse:
     o = _new(ControlPanelVerifyJWTResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.valid = m.valid
     return o
@@ -158,7 +158,7 @@ def to_pb_ControlPanelVerifyJWTResponse(o: ControlPanelVerifyJWTResponse, m: typ
 def from_pb_ControlPanelGetOrgURLInfoResponse(m: typing.Any) -> ControlPanelGetOrgURLInfoResponse:
     o = _new(ControlPanelGetOrgURLInfoResponse)
     o.base_url = m.base_url
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.oidc_issuer_url = m.oidc_issuer_url
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.saml_metadata_url = m.saml_metadata_url

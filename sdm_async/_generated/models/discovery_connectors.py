@@ -333,7 +333,7 @@ def to_pb_ConnectorGetRequest(o: ConnectorGetRequest, m: typing.Any) -> None:
 def from_pb_ConnectorGetResponse(m: typing.Any) -> ConnectorGetResponse:
     o = _new(ConnectorGetResponse)
     o.connector = from_pb_Connector(m.connector)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -387,7 +387,7 @@ def to_pb_ConnectorDeleteRequest(o: ConnectorDeleteRequest, m: typing.Any) -> No
 
 def from_pb_ConnectorDeleteResponse(m: typing.Any) -> ConnectorDeleteResponse:
     o = _new(ConnectorDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

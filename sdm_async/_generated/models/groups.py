@@ -351,7 +351,7 @@ def to_pb_GroupGetRequest(o: GroupGetRequest, m: typing.Any) -> None:
 def from_pb_GroupGetResponse(m: typing.Any) -> GroupGetResponse:
     o = _new(GroupGetResponse)
     o.group = from_pb_Group(m.group)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -408,7 +408,7 @@ def to_pb_GroupDeleteRequest(o: GroupDeleteRequest, m: typing.Any) -> None:
 
 def from_pb_GroupDeleteResponse(m: typing.Any) -> GroupDeleteResponse:
     o = _new(GroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

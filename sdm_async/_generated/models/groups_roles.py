@@ -200,7 +200,7 @@ def to_pb_GroupRoleGetRequest(o: GroupRoleGetRequest, m: typing.Any) -> None:
 def from_pb_GroupRoleGetResponse(m: typing.Any) -> GroupRoleGetResponse:
     o = _new(GroupRoleGetResponse)
     o.group_role = from_pb_GroupRole(m.group_role)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -230,7 +230,7 @@ def to_pb_GroupRoleDeleteRequest(o: GroupRoleDeleteRequest, m: typing.Any) -> No
 def from_pb_GroupRoleDeleteResponse(m: typing.Any) -> GroupRoleDeleteResponse:
     o = _new(GroupRoleDeleteResponse)
     o.group_role = from_pb_GroupRole(m.group_role)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

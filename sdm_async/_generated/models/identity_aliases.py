@@ -115,7 +115,7 @@ class IdentityAlias(Model):
 def from_pb_IdentityAliasCreateResponse(m: typing.Any) -> IdentityAliasCreateResponse:
     o = _new(IdentityAliasCreateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -135,7 +135,7 @@ def to_pb_IdentityAliasCreateResponse(o: IdentityAliasCreateResponse, m: typing.
 def from_pb_IdentityAliasGetResponse(m: typing.Any) -> IdentityAliasGetResponse:
     o = _new(IdentityAliasGetResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -155,7 +155,7 @@ def to_pb_IdentityAliasGetResponse(o: IdentityAliasGetResponse, m: typing.Any) -
 def from_pb_IdentityAliasUpdateResponse(m: typing.Any) -> IdentityAliasUpdateResponse:
     o = _new(IdentityAliasUpdateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -174,7 +174,7 @@ def to_pb_IdentityAliasUpdateResponse(o: IdentityAliasUpdateResponse, m: typing.
 
 def from_pb_IdentityAliasDeleteResponse(m: typing.Any) -> IdentityAliasDeleteResponse:
     o = _new(IdentityAliasDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

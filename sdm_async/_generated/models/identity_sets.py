@@ -109,7 +109,7 @@ class IdentitySet(Model):
 def from_pb_IdentitySetCreateResponse(m: typing.Any) -> IdentitySetCreateResponse:
     o = _new(IdentitySetCreateResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -129,7 +129,7 @@ def to_pb_IdentitySetCreateResponse(o: IdentitySetCreateResponse, m: typing.Any)
 def from_pb_IdentitySetGetResponse(m: typing.Any) -> IdentitySetGetResponse:
     o = _new(IdentitySetGetResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -149,7 +149,7 @@ def to_pb_IdentitySetGetResponse(o: IdentitySetGetResponse, m: typing.Any) -> No
 def from_pb_IdentitySetUpdateResponse(m: typing.Any) -> IdentitySetUpdateResponse:
     o = _new(IdentitySetUpdateResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -168,7 +168,7 @@ def to_pb_IdentitySetUpdateResponse(o: IdentitySetUpdateResponse, m: typing.Any)
 
 def from_pb_IdentitySetDeleteResponse(m: typing.Any) -> IdentitySetDeleteResponse:
     o = _new(IdentitySetDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

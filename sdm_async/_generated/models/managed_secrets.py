@@ -491,7 +491,7 @@ def to_pb_ManagedSecretRetrieveRequest(o: ManagedSecretRetrieveRequest, m: typin
 def from_pb_ManagedSecretRetrieveResponse(m: typing.Any) -> ManagedSecretRetrieveResponse:
     o = _new(ManagedSecretRetrieveResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -521,7 +521,7 @@ def to_pb_ManagedSecretValidateRequest(o: ManagedSecretValidateRequest, m: typin
 def from_pb_ManagedSecretValidateResponse(m: typing.Any) -> ManagedSecretValidateResponse:
     o = _new(ManagedSecretValidateResponse)
     o.invalid_info = m.invalid_info
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.valid = m.valid
     return o
@@ -551,7 +551,7 @@ def to_pb_ManagedSecretGetRequest(o: ManagedSecretGetRequest, m: typing.Any) -> 
 def from_pb_ManagedSecretGetResponse(m: typing.Any) -> ManagedSecretGetResponse:
     o = _new(ManagedSecretGetResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -583,7 +583,7 @@ def to_pb_ManagedSecretCreateRequest(o: ManagedSecretCreateRequest, m: typing.An
 def from_pb_ManagedSecretCreateResponse(m: typing.Any) -> ManagedSecretCreateResponse:
     o = _new(ManagedSecretCreateResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -615,7 +615,7 @@ def to_pb_ManagedSecretUpdateRequest(o: ManagedSecretUpdateRequest, m: typing.An
 def from_pb_ManagedSecretUpdateResponse(m: typing.Any) -> ManagedSecretUpdateResponse:
     o = _new(ManagedSecretUpdateResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -644,7 +644,7 @@ def to_pb_ManagedSecretRotateRequest(o: ManagedSecretRotateRequest, m: typing.An
 
 def from_pb_ManagedSecretRotateResponse(m: typing.Any) -> ManagedSecretRotateResponse:
     o = _new(ManagedSecretRotateResponse)
-    o.meta = from_pb_GenericResponseMetadata(m.meta)
+    o.meta = _new(GenericResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -742,7 +742,7 @@ def to_pb_ManagedSecret(o: ManagedSecret, m: typing.Any) -> None:
 def from_pb_ManagedSecretPolicy(m: typing.Any) -> ManagedSecretPolicy:
     o = _new(ManagedSecretPolicy)
     o.password_policy = from_pb_ManagedSecretPasswordPolicy(m.password_policy)
-    o.rotation_policy = from_pb_ManagedSecretRotationPolicy(m.rotation_policy)
+    o.rotation_policy = _new(ManagedSecretRotationPolicy)
     return o
 
 

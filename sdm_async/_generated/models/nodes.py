@@ -246,7 +246,7 @@ class NodeMaintenanceWindow(Model):
 
 def from_pb_NodeCreateResponse(m: typing.Any) -> NodeCreateResponse:
     o = _new(NodeCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.node = from_pb_Node(m.node)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.token = m.token
@@ -267,7 +267,7 @@ def to_pb_NodeCreateResponse(o: NodeCreateResponse, m: typing.Any) -> None:
 
 def from_pb_NodeGetResponse(m: typing.Any) -> NodeGetResponse:
     o = _new(NodeGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.node = from_pb_Node(m.node)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -286,7 +286,7 @@ def to_pb_NodeGetResponse(o: NodeGetResponse, m: typing.Any) -> None:
 
 def from_pb_NodeUpdateResponse(m: typing.Any) -> NodeUpdateResponse:
     o = _new(NodeUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.node = from_pb_Node(m.node)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -305,7 +305,7 @@ def to_pb_NodeUpdateResponse(o: NodeUpdateResponse, m: typing.Any) -> None:
 
 def from_pb_NodeDeleteResponse(m: typing.Any) -> NodeDeleteResponse:
     o = _new(NodeDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -322,7 +322,7 @@ def to_pb_NodeDeleteResponse(o: NodeDeleteResponse, m: typing.Any) -> None:
 def from_pb_NodeTCPProbeResponse(m: typing.Any) -> NodeTCPProbeResponse:
     o = _new(NodeTCPProbeResponse)
     o.error = m.error
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.succeeded = m.succeeded
     return o

@@ -176,7 +176,7 @@ def to_pb_OktaMFAConfig(o: OktaMFAConfig, m: typing.Any) -> None:
 
 def from_pb_OrganizationGetMFAResponse(m: typing.Any) -> OrganizationGetMFAResponse:
     o = _new(OrganizationGetMFAResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.mfa = from_pb_MFAConfig(m.mfa)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o

@@ -91,7 +91,7 @@ class PeeringGroupNode(Model):
 
 def from_pb_PeeringGroupNodeCreateResponse(m: typing.Any) -> PeeringGroupNodeCreateResponse:
     o = _new(PeeringGroupNodeCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_node = from_pb_PeeringGroupNode(m.peering_group_node)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -111,7 +111,7 @@ def to_pb_PeeringGroupNodeCreateResponse(o: PeeringGroupNodeCreateResponse, m: t
 
 def from_pb_PeeringGroupNodeGetResponse(m: typing.Any) -> PeeringGroupNodeGetResponse:
     o = _new(PeeringGroupNodeGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_node = from_pb_PeeringGroupNode(m.peering_group_node)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -131,7 +131,7 @@ def to_pb_PeeringGroupNodeGetResponse(o: PeeringGroupNodeGetResponse, m: typing.
 
 def from_pb_PeeringGroupNodeDeleteResponse(m: typing.Any) -> PeeringGroupNodeDeleteResponse:
     o = _new(PeeringGroupNodeDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -91,7 +91,7 @@ class PeeringGroupPeer(Model):
 
 def from_pb_PeeringGroupPeerCreateResponse(m: typing.Any) -> PeeringGroupPeerCreateResponse:
     o = _new(PeeringGroupPeerCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_peer = from_pb_PeeringGroupPeer(m.peering_group_peer)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -111,7 +111,7 @@ def to_pb_PeeringGroupPeerCreateResponse(o: PeeringGroupPeerCreateResponse, m: t
 
 def from_pb_PeeringGroupPeerGetResponse(m: typing.Any) -> PeeringGroupPeerGetResponse:
     o = _new(PeeringGroupPeerGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_peer = from_pb_PeeringGroupPeer(m.peering_group_peer)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -131,7 +131,7 @@ def to_pb_PeeringGroupPeerGetResponse(o: PeeringGroupPeerGetResponse, m: typing.
 
 def from_pb_PeeringGroupPeerDeleteResponse(m: typing.Any) -> PeeringGroupPeerDeleteResponse:
     o = _new(PeeringGroupPeerDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

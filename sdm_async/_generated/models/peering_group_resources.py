@@ -91,7 +91,7 @@ class PeeringGroupResource(Model):
 
 def from_pb_PeeringGroupResourceCreateResponse(m: typing.Any) -> PeeringGroupResourceCreateResponse:
     o = _new(PeeringGroupResourceCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_resource = from_pb_PeeringGroupResource(m.peering_group_resource)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -111,7 +111,7 @@ def to_pb_PeeringGroupResourceCreateResponse(o: PeeringGroupResourceCreateRespon
 
 def from_pb_PeeringGroupResourceGetResponse(m: typing.Any) -> PeeringGroupResourceGetResponse:
     o = _new(PeeringGroupResourceGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_resource = from_pb_PeeringGroupResource(m.peering_group_resource)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -131,7 +131,7 @@ def to_pb_PeeringGroupResourceGetResponse(o: PeeringGroupResourceGetResponse, m:
 
 def from_pb_PeeringGroupResourceDeleteResponse(m: typing.Any) -> PeeringGroupResourceDeleteResponse:
     o = _new(PeeringGroupResourceDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -88,7 +88,7 @@ class PeeringGroup(Model):
 
 def from_pb_PeeringGroupCreateResponse(m: typing.Any) -> PeeringGroupCreateResponse:
     o = _new(PeeringGroupCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group = from_pb_PeeringGroup(m.peering_group)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -108,7 +108,7 @@ def to_pb_PeeringGroupCreateResponse(o: PeeringGroupCreateResponse, m: typing.An
 
 def from_pb_PeeringGroupGetResponse(m: typing.Any) -> PeeringGroupGetResponse:
     o = _new(PeeringGroupGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group = from_pb_PeeringGroup(m.peering_group)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -128,7 +128,7 @@ def to_pb_PeeringGroupGetResponse(o: PeeringGroupGetResponse, m: typing.Any) -> 
 
 def from_pb_PeeringGroupDeleteResponse(m: typing.Any) -> PeeringGroupDeleteResponse:
     o = _new(PeeringGroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -163,7 +163,7 @@ def to_pb_PolicyDeleteResponse(o: PolicyDeleteResponse, m: typing.Any) -> None:
 
 def from_pb_PolicyGetResponse(m: typing.Any) -> PolicyGetResponse:
     o = _new(PolicyGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.policy = from_pb_Policy(m.policy)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o

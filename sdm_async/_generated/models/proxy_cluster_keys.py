@@ -99,7 +99,7 @@ class ProxyClusterKey(Model):
 
 def from_pb_ProxyClusterKeyCreateResponse(m: typing.Any) -> ProxyClusterKeyCreateResponse:
     o = _new(ProxyClusterKeyCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.proxy_cluster_key = from_pb_ProxyClusterKey(m.proxy_cluster_key)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_key = m.secret_key
@@ -121,7 +121,7 @@ def to_pb_ProxyClusterKeyCreateResponse(o: ProxyClusterKeyCreateResponse, m: typ
 
 def from_pb_ProxyClusterKeyGetResponse(m: typing.Any) -> ProxyClusterKeyGetResponse:
     o = _new(ProxyClusterKeyGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.proxy_cluster_key = from_pb_ProxyClusterKey(m.proxy_cluster_key)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
@@ -141,7 +141,7 @@ def to_pb_ProxyClusterKeyGetResponse(o: ProxyClusterKeyGetResponse, m: typing.An
 
 def from_pb_ProxyClusterKeyDeleteResponse(m: typing.Any) -> ProxyClusterKeyDeleteResponse:
     o = _new(ProxyClusterKeyDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

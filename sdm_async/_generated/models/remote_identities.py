@@ -114,7 +114,7 @@ class RemoteIdentity(Model):
 
 def from_pb_RemoteIdentityCreateResponse(m: typing.Any) -> RemoteIdentityCreateResponse:
     o = _new(RemoteIdentityCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
     return o
@@ -134,7 +134,7 @@ def to_pb_RemoteIdentityCreateResponse(o: RemoteIdentityCreateResponse, m: typin
 
 def from_pb_RemoteIdentityGetResponse(m: typing.Any) -> RemoteIdentityGetResponse:
     o = _new(RemoteIdentityGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
     return o
@@ -154,7 +154,7 @@ def to_pb_RemoteIdentityGetResponse(o: RemoteIdentityGetResponse, m: typing.Any)
 
 def from_pb_RemoteIdentityUpdateResponse(m: typing.Any) -> RemoteIdentityUpdateResponse:
     o = _new(RemoteIdentityUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
     return o
@@ -174,7 +174,7 @@ def to_pb_RemoteIdentityUpdateResponse(o: RemoteIdentityUpdateResponse, m: typin
 
 def from_pb_RemoteIdentityDeleteResponse(m: typing.Any) -> RemoteIdentityDeleteResponse:
     o = _new(RemoteIdentityDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -51,7 +51,7 @@ class RemoteIdentityGroup(Model):
 
 def from_pb_RemoteIdentityGroupGetResponse(m: typing.Any) -> RemoteIdentityGroupGetResponse:
     o = _new(RemoteIdentityGroupGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.remote_identity_group = from_pb_RemoteIdentityGroup(m.remote_identity_group)
     return o

@@ -123,7 +123,7 @@ class ResourceHealthcheckResponse(Model):
 
 def from_pb_ResourceCreateResponse(m: typing.Any) -> ResourceCreateResponse:
     o = _new(ResourceCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.resource = from_pb_Resource(m.resource)
     return o
@@ -142,7 +142,7 @@ def to_pb_ResourceCreateResponse(o: ResourceCreateResponse, m: typing.Any) -> No
 
 def from_pb_ResourceGetResponse(m: typing.Any) -> ResourceGetResponse:
     o = _new(ResourceGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.resource = from_pb_Resource(m.resource)
     return o
@@ -161,7 +161,7 @@ def to_pb_ResourceGetResponse(o: ResourceGetResponse, m: typing.Any) -> None:
 
 def from_pb_ResourceUpdateResponse(m: typing.Any) -> ResourceUpdateResponse:
     o = _new(ResourceUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.resource = from_pb_Resource(m.resource)
     return o
@@ -180,7 +180,7 @@ def to_pb_ResourceUpdateResponse(o: ResourceUpdateResponse, m: typing.Any) -> No
 
 def from_pb_ResourceDeleteResponse(m: typing.Any) -> ResourceDeleteResponse:
     o = _new(ResourceDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
@@ -206,7 +206,7 @@ def to_pb_ResourceHealthcheckRequest(o: ResourceHealthcheckRequest, m: typing.An
 
 def from_pb_ResourceHealthcheckResponse(m: typing.Any) -> ResourceHealthcheckResponse:
     o = _new(ResourceHealthcheckResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -118,7 +118,7 @@ class Role(Model):
 
 def from_pb_RoleCreateResponse(m: typing.Any) -> RoleCreateResponse:
     o = _new(RoleCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
     return o
@@ -138,7 +138,7 @@ def to_pb_RoleCreateResponse(o: RoleCreateResponse, m: typing.Any) -> None:
 
 def from_pb_RoleGetResponse(m: typing.Any) -> RoleGetResponse:
     o = _new(RoleGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
     return o
@@ -158,7 +158,7 @@ def to_pb_RoleGetResponse(o: RoleGetResponse, m: typing.Any) -> None:
 
 def from_pb_RoleUpdateResponse(m: typing.Any) -> RoleUpdateResponse:
     o = _new(RoleUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
     return o
@@ -178,7 +178,7 @@ def to_pb_RoleUpdateResponse(o: RoleUpdateResponse, m: typing.Any) -> None:
 
 def from_pb_RoleDeleteResponse(m: typing.Any) -> RoleDeleteResponse:
     o = _new(RoleDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

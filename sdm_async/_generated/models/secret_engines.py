@@ -315,7 +315,7 @@ def to_pb_SecretEngineGetRequest(o: SecretEngineGetRequest, m: typing.Any) -> No
 
 def from_pb_SecretEngineGetResponse(m: typing.Any) -> SecretEngineGetResponse:
     o = _new(SecretEngineGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
     return o
@@ -345,7 +345,7 @@ def to_pb_SecretEngineCreateRequest(o: SecretEngineCreateRequest, m: typing.Any)
 
 def from_pb_SecretEngineCreateResponse(m: typing.Any) -> SecretEngineCreateResponse:
     o = _new(SecretEngineCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
     return o
@@ -375,7 +375,7 @@ def to_pb_SecretEngineUpdateRequest(o: SecretEngineUpdateRequest, m: typing.Any)
 
 def from_pb_SecretEngineUpdateResponse(m: typing.Any) -> SecretEngineUpdateResponse:
     o = _new(SecretEngineUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
     return o

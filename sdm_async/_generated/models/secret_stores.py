@@ -92,7 +92,7 @@ class SecretStoreDeleteResponse(Model):
 
 def from_pb_SecretStoreCreateResponse(m: typing.Any) -> SecretStoreCreateResponse:
     o = _new(SecretStoreCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_store = from_pb_SecretStore(m.secret_store)
     return o
@@ -111,7 +111,7 @@ def to_pb_SecretStoreCreateResponse(o: SecretStoreCreateResponse, m: typing.Any)
 
 def from_pb_SecretStoreGetResponse(m: typing.Any) -> SecretStoreGetResponse:
     o = _new(SecretStoreGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_store = from_pb_SecretStore(m.secret_store)
     return o
@@ -130,7 +130,7 @@ def to_pb_SecretStoreGetResponse(o: SecretStoreGetResponse, m: typing.Any) -> No
 
 def from_pb_SecretStoreUpdateResponse(m: typing.Any) -> SecretStoreUpdateResponse:
     o = _new(SecretStoreUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_store = from_pb_SecretStore(m.secret_store)
     return o
@@ -149,7 +149,7 @@ def to_pb_SecretStoreUpdateResponse(o: SecretStoreUpdateResponse, m: typing.Any)
 
 def from_pb_SecretStoreDeleteResponse(m: typing.Any) -> SecretStoreDeleteResponse:
     o = _new(SecretStoreDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

@@ -172,7 +172,7 @@ def to_pb_WorkflowApproversCreateResponse(o: WorkflowApproversCreateResponse, m:
 
 def from_pb_WorkflowApproverGetResponse(m: typing.Any) -> WorkflowApproverGetResponse:
     o = _new(WorkflowApproverGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow_approver = from_pb_WorkflowApprover(m.workflow_approver)
     return o

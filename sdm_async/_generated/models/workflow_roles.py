@@ -169,7 +169,7 @@ def to_pb_WorkflowRolesCreateResponse(o: WorkflowRolesCreateResponse, m: typing.
 
 def from_pb_WorkflowRoleGetResponse(m: typing.Any) -> WorkflowRoleGetResponse:
     o = _new(WorkflowRoleGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow_role = from_pb_WorkflowRole(m.workflow_role)
     return o

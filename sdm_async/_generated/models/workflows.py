@@ -157,7 +157,7 @@ def to_pb_WorkflowCreateResponse(o: WorkflowCreateResponse, m: typing.Any) -> No
 
 def from_pb_WorkflowGetResponse(m: typing.Any) -> WorkflowGetResponse:
     o = _new(WorkflowGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow = from_pb_Workflow(m.workflow)
     return o

@@ -91,7 +91,7 @@ class RoleAttachment(Model):
 
 def from_pb_RoleAttachmentCreateResponse(m: typing.Any) -> RoleAttachmentCreateResponse:
     o = _new(RoleAttachmentCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role_attachment = from_pb_RoleAttachment(m.role_attachment)
     return o
@@ -111,7 +111,7 @@ def to_pb_RoleAttachmentCreateResponse(o: RoleAttachmentCreateResponse, m: typin
 
 def from_pb_RoleAttachmentGetResponse(m: typing.Any) -> RoleAttachmentGetResponse:
     o = _new(RoleAttachmentGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role_attachment = from_pb_RoleAttachment(m.role_attachment)
     return o
@@ -131,7 +131,7 @@ def to_pb_RoleAttachmentGetResponse(o: RoleAttachmentGetResponse, m: typing.Any)
 
 def from_pb_RoleAttachmentDeleteResponse(m: typing.Any) -> RoleAttachmentDeleteResponse:
     o = _new(RoleAttachmentDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 

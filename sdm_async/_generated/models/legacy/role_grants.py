@@ -91,7 +91,7 @@ class RoleGrant(Model):
 
 def from_pb_RoleGrantCreateResponse(m: typing.Any) -> RoleGrantCreateResponse:
     o = _new(RoleGrantCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role_grant = from_pb_RoleGrant(m.role_grant)
     return o
@@ -111,7 +111,7 @@ def to_pb_RoleGrantCreateResponse(o: RoleGrantCreateResponse, m: typing.Any) -> 
 
 def from_pb_RoleGrantGetResponse(m: typing.Any) -> RoleGrantGetResponse:
     o = _new(RoleGrantGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role_grant = from_pb_RoleGrant(m.role_grant)
     return o
@@ -131,7 +131,7 @@ def to_pb_RoleGrantGetResponse(o: RoleGrantGetResponse, m: typing.Any) -> None:
 
 def from_pb_RoleGrantDeleteResponse(m: typing.Any) -> RoleGrantDeleteResponse:
     o = _new(RoleGrantDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
+    o.meta = _new(DeleteResponseMetadata)
     o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     return o
 
