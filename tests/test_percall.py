@@ -238,3 +238,35 @@ async def test_bulk_spreads_tuples_and_reports_failures_per_item(emu: Emulator) 
     assert outcomes[0].response.account.id == made.account.id
     assert isinstance(outcomes[2].error, errors.NotFoundError)
     assert outcomes[2].item == "a-nosuchid"
+
+
+# -- a response's rate_limit, converted on first read ---------------------------------------------
+
+
+def test_a_responses_rate_limit_is_converted_on_first_read_as_before() -> None:
+    from sdm_async._generated.models.accounts import from_pb_AccountGetResponse
+    from sdm_async._generated.models.spec import GetResponseMetadata, RateLimitMetadata
+    from sdm_async._generated.v1 import accounts_pb2
+
+    msg = accounts_pb2.AccountGetResponse()
+    msg.account.user.id = "a-1"
+    word = msg.rate_limit
+    word.bucket, word.limit, word.remaining = "auth-k", 1000, 998
+    word.reset_at.seconds, word.reset_at.nanos = 1_796_000_000, 250_000_000
+    got = from_pb_AccountGetResponse(msg)
+    with pytest.raises(AttributeError):
+        object.__getattribute__(got, "rate_limit")  # not built until read
+    rl = got.rate_limit
+    assert rl == RateLimitMetadata(
+        bucket="auth-k",
+        limit=1000,
+        remaining=998,
+        reset_at=datetime.datetime(2026, 11, 30, 0, 53, 20, 250000, tzinfo=datetime.timezone.utc),
+    )
+    assert got.rate_limit is rl  # read once, then a plain slot
+    assert got.meta == GetResponseMetadata()
+    # An answer without one reads as the defaults, as an eager conversion gave.
+    empty = from_pb_AccountGetResponse(accounts_pb2.AccountGetResponse())
+    assert empty.rate_limit == RateLimitMetadata()
+    assert empty == from_pb_AccountGetResponse(accounts_pb2.AccountGetResponse())
+    assert "rate_limit=RateLimitMetadata(bucket='auth-k'" in repr(got)

@@ -16,6 +16,7 @@ class ActivityGetResponse(Model):
     """The `ActivityGetResponse` model of the StrongDM API."""
 
     __slots__ = ('activity', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     activity: Activity | None
     meta: GetResponseMetadata | None
@@ -124,7 +125,7 @@ def from_pb_ActivityGetResponse(m: typing.Any) -> ActivityGetResponse:
     o = _new(ActivityGetResponse)
     o.activity = from_pb_Activity(m.activity)
     o.meta = _new(GetResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class IdentityAliasCreateResponse(Model):
     """The `IdentityAliasCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: CreateResponseMetadata | None
@@ -36,6 +37,7 @@ class IdentityAliasGetResponse(Model):
     """The `IdentityAliasGetResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: GetResponseMetadata | None
@@ -56,6 +58,7 @@ class IdentityAliasUpdateResponse(Model):
     """The `IdentityAliasUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: UpdateResponseMetadata | None
@@ -76,6 +79,7 @@ class IdentityAliasDeleteResponse(Model):
     """The `IdentityAliasDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -116,7 +120,7 @@ def from_pb_IdentityAliasCreateResponse(m: typing.Any) -> IdentityAliasCreateRes
     o = _new(IdentityAliasCreateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
     o.meta = _new(CreateResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -136,7 +140,7 @@ def from_pb_IdentityAliasGetResponse(m: typing.Any) -> IdentityAliasGetResponse:
     o = _new(IdentityAliasGetResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
     o.meta = _new(GetResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -156,7 +160,7 @@ def from_pb_IdentityAliasUpdateResponse(m: typing.Any) -> IdentityAliasUpdateRes
     o = _new(IdentityAliasUpdateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
     o.meta = _new(UpdateResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -175,7 +179,7 @@ def to_pb_IdentityAliasUpdateResponse(o: IdentityAliasUpdateResponse, m: typing.
 def from_pb_IdentityAliasDeleteResponse(m: typing.Any) -> IdentityAliasDeleteResponse:
     o = _new(IdentityAliasDeleteResponse)
     o.meta = _new(DeleteResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

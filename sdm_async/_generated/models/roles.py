@@ -16,6 +16,7 @@ class RoleCreateResponse(Model):
     """The `RoleCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -36,6 +37,7 @@ class RoleGetResponse(Model):
     """The `RoleGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -56,6 +58,7 @@ class RoleUpdateResponse(Model):
     """The `RoleUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -76,6 +79,7 @@ class RoleDeleteResponse(Model):
     """The `RoleDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -119,8 +123,8 @@ class Role(Model):
 def from_pb_RoleCreateResponse(m: typing.Any) -> RoleCreateResponse:
     o = _new(RoleCreateResponse)
     o.meta = _new(CreateResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -139,8 +143,8 @@ def to_pb_RoleCreateResponse(o: RoleCreateResponse, m: typing.Any) -> None:
 def from_pb_RoleGetResponse(m: typing.Any) -> RoleGetResponse:
     o = _new(RoleGetResponse)
     o.meta = _new(GetResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -159,8 +163,8 @@ def to_pb_RoleGetResponse(o: RoleGetResponse, m: typing.Any) -> None:
 def from_pb_RoleUpdateResponse(m: typing.Any) -> RoleUpdateResponse:
     o = _new(RoleUpdateResponse)
     o.meta = _new(UpdateResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -179,7 +183,7 @@ def to_pb_RoleUpdateResponse(o: RoleUpdateResponse, m: typing.Any) -> None:
 def from_pb_RoleDeleteResponse(m: typing.Any) -> RoleDeleteResponse:
     o = _new(RoleDeleteResponse)
     o.meta = _new(DeleteResponseMetadata)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
