@@ -5,9 +5,10 @@ convert timestamps with integer arithmetic rather than `Timestamp.ToDatetime()`.
 below run once per listed item: `timedelta` takes positional arguments (keywords cost about a
 third more) and tags are filled by a plain loop (cheaper than a comprehension's frame).
 
-Fields that cost most to convert (timestamps, durations, tags, JSON text, and a response's
-`rate_limit`, kept as its serialized message) are converted on first read instead: the converter keeps their plain values (seconds and nanos as ints, tags as
-their serialized bytes, JSON as its text) in the private `_raw` tuple and leaves the slot
+Fields that cost most to convert (timestamps, durations, tags, JSON text, a response's
+`rate_limit`) are converted on first read instead: the converter keeps their plain values
+(seconds and nanos as ints, tags and `rate_limit` as their serialized bytes, JSON as its
+text) in the private `_raw` tuple and leaves the slot
 unset; `Model.__getattr__`, which Python calls only for an unset slot, converts the value and
 stores it in the slot, so later reads are plain slot reads. `_raw` holds no protobuf object: a
 listed model never keeps its page's message alive.

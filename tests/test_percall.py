@@ -178,7 +178,9 @@ def test_the_pacers_fast_observe_is_exactly_what_the_slow_path_does(
 
 
 def test_the_fast_observe_takes_the_usual_answer_and_leaves_sharing_to_the_slow_path() -> None:
-    pacer = _pacer_with({"remaining": 999, "in_flight": 1, "own": 1, "shared": False, "quiet": True})
+    pacer = _pacer_with(
+        {"remaining": 999, "in_flight": 1, "own": 1, "shared": False, "quiet": True}
+    )
     b = pacer.bucket("k")
     assert b is not None
     reset = b.reset_at
