@@ -5,9 +5,10 @@ convert timestamps with integer arithmetic rather than `Timestamp.ToDatetime()`.
 below run once per listed item: `timedelta` takes positional arguments (keywords cost about a
 third more) and tags are filled by a plain loop (cheaper than a comprehension's frame).
 
-Fields that cost most to convert (timestamps, durations, tags, JSON text) are converted on
-first read instead: the converter keeps their plain values (seconds and nanos as ints, tags as
-their serialized bytes, JSON as its text) in the private `_raw` tuple and leaves the slot
+Fields that cost most to convert (timestamps, durations, tags, JSON text, a response's
+`rate_limit`) are converted on first read instead: the converter keeps their plain values
+(seconds and nanos as ints, tags and `rate_limit` as their serialized bytes, JSON as its
+text) in the private `_raw` tuple and leaves the slot
 unset; `Model.__getattr__`, which Python calls only for an unset slot, converts the value and
 stores it in the slot, so later reads are plain slot reads. `_raw` holds no protobuf object: a
 listed model never keeps its page's message alive.
@@ -207,6 +208,22 @@ def _tags_message() -> Any:
 _Tags: Any = None
 
 
+def _rate_limit_lazy(raw: tuple[Any, ...], i: int) -> Any:
+    """A response's `rate_limit`, from its serialized message."""
+    global _RateLimit
+    if _RateLimit is None:
+        # Imported on first use: the generated package imports this module.
+        from sdm_async._generated.models.spec import from_pb_RateLimitMetadata
+        from sdm_async._generated.v1.spec_pb2 import RateLimitMetadata
+
+        _RateLimit = (RateLimitMetadata.FromString, from_pb_RateLimitMetadata)
+    parse, convert = _RateLimit
+    return convert(parse(raw[i]))
+
+
+_RateLimit: Any = None
+
+
 def tags_to_pb(value: Mapping[str, str], tags: Any) -> None:
     pairs = tags.pairs
     for name, v in value.items():
@@ -246,4 +263,5 @@ _LAZY = {
     "tags": _tags_lazy,
     "json_list": _json_list_lazy,
     "json_dict": _json_dict_lazy,
+    "rate_limit": _rate_limit_lazy,
 }

@@ -24,7 +24,7 @@ import grpc
 import grpc.aio
 
 from sdm_async import errors
-from sdm_async._pacing import Pacer, Token
+from sdm_async._pacing import Bucket, Pacer, Token
 from sdm_async._retry import RetryPolicy
 from sdm_async._signing import API_VERSION, Signer
 
@@ -421,7 +421,10 @@ class Transport:
                         self.in_flight -= 1
                         loads[channel] -= 1
                 finally:
-                    slots.give()
+                    if slots.waiters:
+                        slots.give()  # hands the slot to the first waiting call
+                    else:
+                        slots.free += 1  # Slots.give with nobody waiting, inlined
                 if pacer is not None:
                     if error is None:
                         if method.rate_limited:
@@ -431,7 +434,10 @@ class Transport:
             finally:
                 if token is not None:
                     assert pacer is not None
-                    pacer.release(token)
+                    if type(token) is Bucket and not token.queue:
+                        token.in_flight -= 1  # Pacer.release with nobody queued, inlined
+                    else:
+                        pacer.release(token)
             if error is None:
                 if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
                     self._report(name, attempt, time.perf_counter() - started, None, None, waited)

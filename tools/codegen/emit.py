@@ -66,18 +66,28 @@ def _from_expr(f: Field) -> str:
 _LAZY_KINDS = ("timestamp", "duration", "tags", "json_list", "json_dict")
 
 
+def _lazy_kind(f: Field) -> str | None:
+    if f.repeated:
+        return None
+    if f.kind == "model" and f.target == "RateLimitMetadata":
+        # Every response carries one, which the transport has already read for pacing and
+        # few callers read again: kept serialized (one call) rather than built (seven reads).
+        return "rate_limit"
+    return f.kind if f.kind in _LAZY_KINDS else None
+
+
 def _lazy_fields(model: Model) -> list[tuple[Field, int, list[str]]]:
     """The lazily converted fields, with the index of their values in `_raw` and the
     expressions that read those values (`t_x` is a local bound to `m.x`)."""
     out = []
     i = 0
     for f in model.fields:
-        if f.repeated or f.kind not in _LAZY_KINDS:
+        if _lazy_kind(f) is None:
             continue
         src = f"m.{f.proto}"
         if f.kind in ("timestamp", "duration"):
             parts = [f"t_{f.name}.seconds", f"t_{f.name}.nanos"]
-        elif f.kind == "tags":
+        elif f.kind in ("tags", "model"):
             parts = [f"{src}.SerializeToString()"]
         else:
             parts = [src]
@@ -131,7 +141,7 @@ def _model_class(model: Model) -> list[str]:
         lines.append(f"    _secrets = frozenset({{{', '.join(repr(s) for s in secrets)}}})")
     lazy = _lazy_fields(model)
     if lazy:
-        specs = ", ".join(f"{f.name!r}: ({f.kind!r}, {i})" for f, i, _ in lazy)
+        specs = ", ".join(f"{f.name!r}: ({_lazy_kind(f)!r}, {i})" for f, i, _ in lazy)
         lines.append(f"    _lazy = {{{specs}}}")
     lines.append("")
     for f in model.fields:
@@ -156,13 +166,19 @@ def _model_class(model: Model) -> list[str]:
     return lines
 
 
-def _model_converters(model: Model) -> list[str]:
+def _model_converters(model: Model, empty: frozenset[str] = frozenset()) -> list[str]:
     lines = [f"def from_pb_{model.name}(m: typing.Any) -> {model.name}:"]
     lines.append(f"    o = _new({model.name})")
     lazy = _lazy_fields(model)
     later = {f.name for f, _, _ in lazy}
     for f in model.fields:
-        if f.name not in later:
+        if f.name in later:
+            continue
+        if f.kind == "model" and not f.repeated and f.target in empty:
+            # A model without fields (every response's `meta` of a get, update, delete):
+            # nothing to read, so the message's field is not touched (no wrapper, no call).
+            lines.append(f"    o.{f.name} = _new({f.target})")
+        else:
             lines.append(f"    o.{f.name} = {_from_expr(f)}")
     if lazy:
         # Converted on first read (Model.__getattr__) from plain values: no protobuf object
@@ -251,8 +267,9 @@ def _models_module(schema: Schema, file: str) -> str | None:
     out.append(f"__all__ = [{', '.join(repr(n) for n in sorted(local))}]")
     for m in models:
         out += ["", "", *_model_class(m)]
+    empty = frozenset(name for name, m in schema.models.items() if not m.fields)
     for m in models:
-        out += ["", "", *_model_converters(m)]
+        out += ["", "", *_model_converters(m, empty)]
     for u in unions:
         out += ["", "", *_union(u)]
     return "\n".join(out) + "\n"

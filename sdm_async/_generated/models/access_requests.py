@@ -30,6 +30,7 @@ class AccessRequestListResponse(Model):
     """The `AccessRequestListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -186,7 +187,7 @@ def to_pb_AccessRequestListRequest(o: AccessRequestListRequest, m: typing.Any) -
 
 def from_pb_AccessRequestListResponse(m: typing.Any) -> AccessRequestListResponse:
     o = _new(AccessRequestListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

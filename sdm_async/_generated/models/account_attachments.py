@@ -16,6 +16,7 @@ class AccountAttachmentCreateResponse(Model):
     """The `AccountAttachmentCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('account_attachment', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_attachment: AccountAttachment | None
     meta: CreateResponseMetadata | None
@@ -36,6 +37,7 @@ class AccountAttachmentGetResponse(Model):
     """The `AccountAttachmentGetResponse` model of the StrongDM API."""
 
     __slots__ = ('account_attachment', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_attachment: AccountAttachment | None
     meta: GetResponseMetadata | None
@@ -56,6 +58,7 @@ class AccountAttachmentDeleteResponse(Model):
     """The `AccountAttachmentDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -92,8 +95,8 @@ class AccountAttachment(Model):
 def from_pb_AccountAttachmentCreateResponse(m: typing.Any) -> AccountAttachmentCreateResponse:
     o = _new(AccountAttachmentCreateResponse)
     o.account_attachment = from_pb_AccountAttachment(m.account_attachment)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -112,8 +115,8 @@ def to_pb_AccountAttachmentCreateResponse(o: AccountAttachmentCreateResponse, m:
 def from_pb_AccountAttachmentGetResponse(m: typing.Any) -> AccountAttachmentGetResponse:
     o = _new(AccountAttachmentGetResponse)
     o.account_attachment = from_pb_AccountAttachment(m.account_attachment)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_AccountAttachmentGetResponse(o: AccountAttachmentGetResponse, m: typin
 
 def from_pb_AccountAttachmentDeleteResponse(m: typing.Any) -> AccountAttachmentDeleteResponse:
     o = _new(AccountAttachmentDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

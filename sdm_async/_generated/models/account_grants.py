@@ -16,6 +16,7 @@ class AccountGrantCreateResponse(Model):
     """The `AccountGrantCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('account_grant', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_grant: AccountGrant | None
     meta: CreateResponseMetadata | None
@@ -36,6 +37,7 @@ class AccountGrantGetResponse(Model):
     """The `AccountGrantGetResponse` model of the StrongDM API."""
 
     __slots__ = ('account_grant', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_grant: AccountGrant | None
     meta: GetResponseMetadata | None
@@ -56,6 +58,7 @@ class AccountGrantDeleteResponse(Model):
     """The `AccountGrantDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -105,8 +108,8 @@ class AccountGrant(Model):
 def from_pb_AccountGrantCreateResponse(m: typing.Any) -> AccountGrantCreateResponse:
     o = _new(AccountGrantCreateResponse)
     o.account_grant = from_pb_AccountGrant(m.account_grant)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -125,8 +128,8 @@ def to_pb_AccountGrantCreateResponse(o: AccountGrantCreateResponse, m: typing.An
 def from_pb_AccountGrantGetResponse(m: typing.Any) -> AccountGrantGetResponse:
     o = _new(AccountGrantGetResponse)
     o.account_grant = from_pb_AccountGrant(m.account_grant)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -144,8 +147,8 @@ def to_pb_AccountGrantGetResponse(o: AccountGrantGetResponse, m: typing.Any) -> 
 
 def from_pb_AccountGrantDeleteResponse(m: typing.Any) -> AccountGrantDeleteResponse:
     o = _new(AccountGrantDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -17,6 +17,7 @@ class AccountCreateResponse(Model):
 
     __slots__ = ('access_key', 'account', 'meta', 'rate_limit', 'secret_key', 'token', )
     _secrets = frozenset({'secret_key', 'token'})
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     access_key: str
     account: Account | None
@@ -46,6 +47,7 @@ class AccountGetResponse(Model):
     """The `AccountGetResponse` model of the StrongDM API."""
 
     __slots__ = ('account', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account: Account | None
     meta: GetResponseMetadata | None
@@ -66,6 +68,7 @@ class AccountUpdateResponse(Model):
     """The `AccountUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('account', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account: Account | None
     meta: UpdateResponseMetadata | None
@@ -86,6 +89,7 @@ class AccountDeleteResponse(Model):
     """The `AccountDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -230,10 +234,10 @@ def from_pb_AccountCreateResponse(m: typing.Any) -> AccountCreateResponse:
     o = _new(AccountCreateResponse)
     o.access_key = m.access_key
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.secret_key = m.secret_key
     o.token = m.token
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -254,8 +258,8 @@ def to_pb_AccountCreateResponse(o: AccountCreateResponse, m: typing.Any) -> None
 def from_pb_AccountGetResponse(m: typing.Any) -> AccountGetResponse:
     o = _new(AccountGetResponse)
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -273,8 +277,8 @@ def to_pb_AccountGetResponse(o: AccountGetResponse, m: typing.Any) -> None:
 def from_pb_AccountUpdateResponse(m: typing.Any) -> AccountUpdateResponse:
     o = _new(AccountUpdateResponse)
     o.account = from_pb_Account(m.account)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -291,8 +295,8 @@ def to_pb_AccountUpdateResponse(o: AccountUpdateResponse, m: typing.Any) -> None
 
 def from_pb_AccountDeleteResponse(m: typing.Any) -> AccountDeleteResponse:
     o = _new(AccountDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -30,6 +30,7 @@ class AccountGroupCreateResponse(Model):
     """The `AccountGroupCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('account_group', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_group: AccountGroup | None
     rate_limit: RateLimitMetadata | None
@@ -61,6 +62,7 @@ class AccountGroupGetResponse(Model):
     """The `AccountGroupGetResponse` model of the StrongDM API."""
 
     __slots__ = ('account_group', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     account_group: AccountGroup | None
     meta: GetResponseMetadata | None
@@ -95,6 +97,7 @@ class AccountGroupDeleteResponse(Model):
     """The `AccountGroupDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -126,6 +129,7 @@ class AccountGroupListResponse(Model):
     """The `AccountGroupListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -171,7 +175,7 @@ def to_pb_AccountGroupCreateRequest(o: AccountGroupCreateRequest, m: typing.Any)
 def from_pb_AccountGroupCreateResponse(m: typing.Any) -> AccountGroupCreateResponse:
     o = _new(AccountGroupCreateResponse)
     o.account_group = from_pb_AccountGroup(m.account_group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -197,8 +201,8 @@ def to_pb_AccountGroupGetRequest(o: AccountGroupGetRequest, m: typing.Any) -> No
 def from_pb_AccountGroupGetResponse(m: typing.Any) -> AccountGroupGetResponse:
     o = _new(AccountGroupGetResponse)
     o.account_group = from_pb_AccountGroup(m.account_group)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -226,8 +230,8 @@ def to_pb_AccountGroupDeleteRequest(o: AccountGroupDeleteRequest, m: typing.Any)
 
 def from_pb_AccountGroupDeleteResponse(m: typing.Any) -> AccountGroupDeleteResponse:
     o = _new(AccountGroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -252,7 +256,7 @@ def to_pb_AccountGroupListRequest(o: AccountGroupListRequest, m: typing.Any) -> 
 
 def from_pb_AccountGroupListResponse(m: typing.Any) -> AccountGroupListResponse:
     o = _new(AccountGroupListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

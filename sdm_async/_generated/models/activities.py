@@ -16,6 +16,7 @@ class ActivityGetResponse(Model):
     """The `ActivityGetResponse` model of the StrongDM API."""
 
     __slots__ = ('activity', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     activity: Activity | None
     meta: GetResponseMetadata | None
@@ -123,8 +124,8 @@ class ActivityActor(Model):
 def from_pb_ActivityGetResponse(m: typing.Any) -> ActivityGetResponse:
     o = _new(ActivityGetResponse)
     o.activity = from_pb_Activity(m.activity)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class ApprovalWorkflowApproverCreateResponse(Model):
     """The `ApprovalWorkflowApproverCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow_approver', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow_approver: ApprovalWorkflowApprover | None
     rate_limit: RateLimitMetadata | None
@@ -33,6 +34,7 @@ class ApprovalWorkflowApproverGetResponse(Model):
     """The `ApprovalWorkflowApproverGetResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow_approver', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow_approver: ApprovalWorkflowApprover | None
     meta: GetResponseMetadata | None
@@ -53,6 +55,7 @@ class ApprovalWorkflowApproverDeleteResponse(Model):
     """The `ApprovalWorkflowApproverDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('id', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     id: str
     rate_limit: RateLimitMetadata | None
@@ -70,6 +73,7 @@ class ApprovalWorkflowApproverListResponse(Model):
     """The `ApprovalWorkflowApproverListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -112,7 +116,7 @@ class ApprovalWorkflowApprover(Model):
 def from_pb_ApprovalWorkflowApproverCreateResponse(m: typing.Any) -> ApprovalWorkflowApproverCreateResponse:
     o = _new(ApprovalWorkflowApproverCreateResponse)
     o.approval_workflow_approver = from_pb_ApprovalWorkflowApprover(m.approval_workflow_approver)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -128,8 +132,8 @@ def to_pb_ApprovalWorkflowApproverCreateResponse(o: ApprovalWorkflowApproverCrea
 def from_pb_ApprovalWorkflowApproverGetResponse(m: typing.Any) -> ApprovalWorkflowApproverGetResponse:
     o = _new(ApprovalWorkflowApproverGetResponse)
     o.approval_workflow_approver = from_pb_ApprovalWorkflowApprover(m.approval_workflow_approver)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -148,7 +152,7 @@ def to_pb_ApprovalWorkflowApproverGetResponse(o: ApprovalWorkflowApproverGetResp
 def from_pb_ApprovalWorkflowApproverDeleteResponse(m: typing.Any) -> ApprovalWorkflowApproverDeleteResponse:
     o = _new(ApprovalWorkflowApproverDeleteResponse)
     o.id = m.id
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -161,7 +165,7 @@ def to_pb_ApprovalWorkflowApproverDeleteResponse(o: ApprovalWorkflowApproverDele
 
 def from_pb_ApprovalWorkflowApproverListResponse(m: typing.Any) -> ApprovalWorkflowApproverListResponse:
     o = _new(ApprovalWorkflowApproverListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class ApprovalWorkflowStepCreateResponse(Model):
     """The `ApprovalWorkflowStepCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow_step', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow_step: ApprovalWorkflowStep | None
     rate_limit: RateLimitMetadata | None
@@ -33,6 +34,7 @@ class ApprovalWorkflowStepGetResponse(Model):
     """The `ApprovalWorkflowStepGetResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow_step', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow_step: ApprovalWorkflowStep | None
     meta: GetResponseMetadata | None
@@ -53,6 +55,7 @@ class ApprovalWorkflowStepDeleteResponse(Model):
     """The `ApprovalWorkflowStepDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('id', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     id: str
     rate_limit: RateLimitMetadata | None
@@ -70,6 +73,7 @@ class ApprovalWorkflowStepListResponse(Model):
     """The `ApprovalWorkflowStepListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -110,7 +114,7 @@ class ApprovalWorkflowStep(Model):
 def from_pb_ApprovalWorkflowStepCreateResponse(m: typing.Any) -> ApprovalWorkflowStepCreateResponse:
     o = _new(ApprovalWorkflowStepCreateResponse)
     o.approval_workflow_step = from_pb_ApprovalWorkflowStep(m.approval_workflow_step)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -126,8 +130,8 @@ def to_pb_ApprovalWorkflowStepCreateResponse(o: ApprovalWorkflowStepCreateRespon
 def from_pb_ApprovalWorkflowStepGetResponse(m: typing.Any) -> ApprovalWorkflowStepGetResponse:
     o = _new(ApprovalWorkflowStepGetResponse)
     o.approval_workflow_step = from_pb_ApprovalWorkflowStep(m.approval_workflow_step)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -146,7 +150,7 @@ def to_pb_ApprovalWorkflowStepGetResponse(o: ApprovalWorkflowStepGetResponse, m:
 def from_pb_ApprovalWorkflowStepDeleteResponse(m: typing.Any) -> ApprovalWorkflowStepDeleteResponse:
     o = _new(ApprovalWorkflowStepDeleteResponse)
     o.id = m.id
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -159,7 +163,7 @@ def to_pb_ApprovalWorkflowStepDeleteResponse(o: ApprovalWorkflowStepDeleteRespon
 
 def from_pb_ApprovalWorkflowStepListResponse(m: typing.Any) -> ApprovalWorkflowStepListResponse:
     o = _new(ApprovalWorkflowStepListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

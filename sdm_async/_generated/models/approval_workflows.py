@@ -16,6 +16,7 @@ class ApprovalWorkflowCreateResponse(Model):
     """The `ApprovalWorkflowCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow: ApprovalWorkflow | None
     rate_limit: RateLimitMetadata | None
@@ -33,6 +34,7 @@ class ApprovalWorkflowGetResponse(Model):
     """The `ApprovalWorkflowGetResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow: ApprovalWorkflow | None
     meta: GetResponseMetadata | None
@@ -53,6 +55,7 @@ class ApprovalWorkflowUpdateResponse(Model):
     """The `ApprovalWorkflowUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('approval_workflow', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     approval_workflow: ApprovalWorkflow | None
     rate_limit: RateLimitMetadata | None
@@ -70,6 +73,7 @@ class ApprovalWorkflowDeleteResponse(Model):
     """The `ApprovalWorkflowDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('id', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     id: str
     rate_limit: RateLimitMetadata | None
@@ -87,6 +91,7 @@ class ApprovalWorkflowListResponse(Model):
     """The `ApprovalWorkflowListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -170,7 +175,7 @@ class ApprovalFlowApprover(Model):
 def from_pb_ApprovalWorkflowCreateResponse(m: typing.Any) -> ApprovalWorkflowCreateResponse:
     o = _new(ApprovalWorkflowCreateResponse)
     o.approval_workflow = from_pb_ApprovalWorkflow(m.approval_workflow)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -186,8 +191,8 @@ def to_pb_ApprovalWorkflowCreateResponse(o: ApprovalWorkflowCreateResponse, m: t
 def from_pb_ApprovalWorkflowGetResponse(m: typing.Any) -> ApprovalWorkflowGetResponse:
     o = _new(ApprovalWorkflowGetResponse)
     o.approval_workflow = from_pb_ApprovalWorkflow(m.approval_workflow)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -206,7 +211,7 @@ def to_pb_ApprovalWorkflowGetResponse(o: ApprovalWorkflowGetResponse, m: typing.
 def from_pb_ApprovalWorkflowUpdateResponse(m: typing.Any) -> ApprovalWorkflowUpdateResponse:
     o = _new(ApprovalWorkflowUpdateResponse)
     o.approval_workflow = from_pb_ApprovalWorkflow(m.approval_workflow)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -222,7 +227,7 @@ def to_pb_ApprovalWorkflowUpdateResponse(o: ApprovalWorkflowUpdateResponse, m: t
 def from_pb_ApprovalWorkflowDeleteResponse(m: typing.Any) -> ApprovalWorkflowDeleteResponse:
     o = _new(ApprovalWorkflowDeleteResponse)
     o.id = m.id
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -235,7 +240,7 @@ def to_pb_ApprovalWorkflowDeleteResponse(o: ApprovalWorkflowDeleteResponse, m: t
 
 def from_pb_ApprovalWorkflowListResponse(m: typing.Any) -> ApprovalWorkflowListResponse:
     o = _new(ApprovalWorkflowListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class ControlPanelGetSSHCAPublicKeyResponse(Model):
     """The `ControlPanelGetSSHCAPublicKeyResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'public_key', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     public_key: str
@@ -36,6 +37,7 @@ class ControlPanelGetRDPCAPublicKeyResponse(Model):
     """The `ControlPanelGetRDPCAPublicKeyResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'public_key', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     public_key: str
@@ -56,6 +58,7 @@ class ControlPanelVerifyJWTResponse(Model):
     """The `ControlPanelVerifyJWTResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'valid', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -76,6 +79,7 @@ class ControlPanelGetOrgURLInfoResponse(Model):
     """The `ControlPanelGetOrgURLInfoResponse` model of the StrongDM API."""
 
     __slots__ = ('base_url', 'meta', 'oidc_issuer_url', 'rate_limit', 'saml_metadata_url', 'websites_subdomain', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     base_url: str
     meta: GetResponseMetadata | None
@@ -103,9 +107,9 @@ class ControlPanelGetOrgURLInfoResponse(Model):
 
 def from_pb_ControlPanelGetSSHCAPublicKeyResponse(m: typing.Any) -> ControlPanelGetSSHCAPublicKeyResponse:
     o = _new(ControlPanelGetSSHCAPublicKeyResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.public_key = m.public_key
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -121,9 +125,9 @@ def to_pb_ControlPanelGetSSHCAPublicKeyResponse(o: ControlPanelGetSSHCAPublicKey
 
 def from_pb_ControlPanelGetRDPCAPublicKeyResponse(m: typing.Any) -> ControlPanelGetRDPCAPublicKeyResponse:
     o = _new(ControlPanelGetRDPCAPublicKeyResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.public_key = m.public_key
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -139,9 +143,9 @@ def to_pb_ControlPanelGetRDPCAPublicKeyResponse(o: ControlPanelGetRDPCAPublicKey
 
 def from_pb_ControlPanelVerifyJWTResponse(m: typing.Any) -> ControlPanelVerifyJWTResponse:
     o = _new(ControlPanelVerifyJWTResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.valid = m.valid
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -158,11 +162,11 @@ def to_pb_ControlPanelVerifyJWTResponse(o: ControlPanelVerifyJWTResponse, m: typ
 def from_pb_ControlPanelGetOrgURLInfoResponse(m: typing.Any) -> ControlPanelGetOrgURLInfoResponse:
     o = _new(ControlPanelGetOrgURLInfoResponse)
     o.base_url = m.base_url
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.oidc_issuer_url = m.oidc_issuer_url
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.saml_metadata_url = m.saml_metadata_url
     o.websites_subdomain = m.websites_subdomain
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

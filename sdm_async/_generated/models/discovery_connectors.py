@@ -31,6 +31,7 @@ class ConnectorCreateResponse(Model):
     """The `ConnectorCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('connector', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     connector: Connector | None
     rate_limit: RateLimitMetadata | None
@@ -62,6 +63,7 @@ class ConnectorGetResponse(Model):
     """The `ConnectorGetResponse` model of the StrongDM API."""
 
     __slots__ = ('connector', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     connector: Connector | None
     meta: GetResponseMetadata | None
@@ -96,6 +98,7 @@ class ConnectorUpdateResponse(Model):
     """The `ConnectorUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('connector', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     connector: Connector | None
     rate_limit: RateLimitMetadata | None
@@ -127,6 +130,7 @@ class ConnectorDeleteResponse(Model):
     """The `ConnectorDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -158,6 +162,7 @@ class ConnectorListResponse(Model):
     """The `ConnectorListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -308,7 +313,7 @@ def to_pb_ConnectorCreateRequest(o: ConnectorCreateRequest, m: typing.Any) -> No
 def from_pb_ConnectorCreateResponse(m: typing.Any) -> ConnectorCreateResponse:
     o = _new(ConnectorCreateResponse)
     o.connector = from_pb_Connector(m.connector)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -333,8 +338,8 @@ def to_pb_ConnectorGetRequest(o: ConnectorGetRequest, m: typing.Any) -> None:
 def from_pb_ConnectorGetResponse(m: typing.Any) -> ConnectorGetResponse:
     o = _new(ConnectorGetResponse)
     o.connector = from_pb_Connector(m.connector)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -363,7 +368,7 @@ def to_pb_ConnectorUpdateRequest(o: ConnectorUpdateRequest, m: typing.Any) -> No
 def from_pb_ConnectorUpdateResponse(m: typing.Any) -> ConnectorUpdateResponse:
     o = _new(ConnectorUpdateResponse)
     o.connector = from_pb_Connector(m.connector)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -387,8 +392,8 @@ def to_pb_ConnectorDeleteRequest(o: ConnectorDeleteRequest, m: typing.Any) -> No
 
 def from_pb_ConnectorDeleteResponse(m: typing.Any) -> ConnectorDeleteResponse:
     o = _new(ConnectorDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -413,7 +418,7 @@ def to_pb_ConnectorListRequest(o: ConnectorListRequest, m: typing.Any) -> None:
 
 def from_pb_ConnectorListResponse(m: typing.Any) -> ConnectorListResponse:
     o = _new(ConnectorListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

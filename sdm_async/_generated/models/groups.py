@@ -33,6 +33,7 @@ class GroupCreateResponse(Model):
     """The `GroupCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('group', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group: Group | None
     rate_limit: RateLimitMetadata | None
@@ -67,6 +68,7 @@ class GroupCreateFromRolesResponse(Model):
     """The `GroupCreateFromRolesResponse` model of the StrongDM API."""
 
     __slots__ = ('group_from_role', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group_from_role: list[GroupFromRole]
     rate_limit: RateLimitMetadata | None
@@ -84,6 +86,7 @@ class GroupFromRole(Model):
     """The `GroupFromRole` model of the StrongDM API."""
 
     __slots__ = ('accounts', 'approval_flows', 'group', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     accounts: list[User]
     approval_flows: list[ApprovalWorkflow]
@@ -124,6 +127,7 @@ class GroupGetResponse(Model):
     """The `GroupGetResponse` model of the StrongDM API."""
 
     __slots__ = ('group', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group: Group | None
     meta: GetResponseMetadata | None
@@ -158,6 +162,7 @@ class GroupUpdateResponse(Model):
     """The `GroupUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('group', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group: Group | None
     rate_limit: RateLimitMetadata | None
@@ -189,6 +194,7 @@ class GroupDeleteResponse(Model):
     """The `GroupDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -220,6 +226,7 @@ class GroupListResponse(Model):
     """The `GroupListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -272,7 +279,7 @@ def to_pb_GroupCreateRequest(o: GroupCreateRequest, m: typing.Any) -> None:
 def from_pb_GroupCreateResponse(m: typing.Any) -> GroupCreateResponse:
     o = _new(GroupCreateResponse)
     o.group = from_pb_Group(m.group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -300,7 +307,7 @@ def to_pb_GroupCreateFromRolesRequest(o: GroupCreateFromRolesRequest, m: typing.
 def from_pb_GroupCreateFromRolesResponse(m: typing.Any) -> GroupCreateFromRolesResponse:
     o = _new(GroupCreateFromRolesResponse)
     o.group_from_role = [from_pb_GroupFromRole(x) for x in m.group_from_role]
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -317,8 +324,8 @@ def from_pb_GroupFromRole(m: typing.Any) -> GroupFromRole:
     o.accounts = [from_pb_User(x) for x in m.accounts]
     o.approval_flows = [from_pb_ApprovalWorkflow(x) for x in m.approval_flows]
     o.group = from_pb_Group(m.group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -351,8 +358,8 @@ def to_pb_GroupGetRequest(o: GroupGetRequest, m: typing.Any) -> None:
 def from_pb_GroupGetResponse(m: typing.Any) -> GroupGetResponse:
     o = _new(GroupGetResponse)
     o.group = from_pb_Group(m.group)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -383,7 +390,7 @@ def to_pb_GroupUpdateRequest(o: GroupUpdateRequest, m: typing.Any) -> None:
 def from_pb_GroupUpdateResponse(m: typing.Any) -> GroupUpdateResponse:
     o = _new(GroupUpdateResponse)
     o.group = from_pb_Group(m.group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -408,8 +415,8 @@ def to_pb_GroupDeleteRequest(o: GroupDeleteRequest, m: typing.Any) -> None:
 
 def from_pb_GroupDeleteResponse(m: typing.Any) -> GroupDeleteResponse:
     o = _new(GroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -434,7 +441,7 @@ def to_pb_GroupListRequest(o: GroupListRequest, m: typing.Any) -> None:
 
 def from_pb_GroupListResponse(m: typing.Any) -> GroupListResponse:
     o = _new(GroupListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

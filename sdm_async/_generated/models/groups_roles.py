@@ -30,6 +30,7 @@ class GroupRoleCreateResponse(Model):
     """The `GroupRoleCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('group_role', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group_role: GroupRole | None
     rate_limit: RateLimitMetadata | None
@@ -61,6 +62,7 @@ class GroupRoleGetResponse(Model):
     """The `GroupRoleGetResponse` model of the StrongDM API."""
 
     __slots__ = ('group_role', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group_role: GroupRole | None
     meta: GetResponseMetadata | None
@@ -95,6 +97,7 @@ class GroupRoleDeleteResponse(Model):
     """The `GroupRoleDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('group_role', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     group_role: GroupRole | None
     meta: DeleteResponseMetadata | None
@@ -129,6 +132,7 @@ class GroupRoleListResponse(Model):
     """The `GroupRoleListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -174,7 +178,7 @@ def to_pb_GroupRoleCreateRequest(o: GroupRoleCreateRequest, m: typing.Any) -> No
 def from_pb_GroupRoleCreateResponse(m: typing.Any) -> GroupRoleCreateResponse:
     o = _new(GroupRoleCreateResponse)
     o.group_role = from_pb_GroupRole(m.group_role)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -200,8 +204,8 @@ def to_pb_GroupRoleGetRequest(o: GroupRoleGetRequest, m: typing.Any) -> None:
 def from_pb_GroupRoleGetResponse(m: typing.Any) -> GroupRoleGetResponse:
     o = _new(GroupRoleGetResponse)
     o.group_role = from_pb_GroupRole(m.group_role)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -230,8 +234,8 @@ def to_pb_GroupRoleDeleteRequest(o: GroupRoleDeleteRequest, m: typing.Any) -> No
 def from_pb_GroupRoleDeleteResponse(m: typing.Any) -> GroupRoleDeleteResponse:
     o = _new(GroupRoleDeleteResponse)
     o.group_role = from_pb_GroupRole(m.group_role)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -259,7 +263,7 @@ def to_pb_GroupRoleListRequest(o: GroupRoleListRequest, m: typing.Any) -> None:
 
 def from_pb_GroupRoleListResponse(m: typing.Any) -> GroupRoleListResponse:
     o = _new(GroupRoleListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

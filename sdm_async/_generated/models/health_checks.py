@@ -16,6 +16,7 @@ class HealthcheckListResponse(Model):
     """The `HealthcheckListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -64,7 +65,7 @@ class Healthcheck(Model):
 
 def from_pb_HealthcheckListResponse(m: typing.Any) -> HealthcheckListResponse:
     o = _new(HealthcheckListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class IdentityAliasCreateResponse(Model):
     """The `IdentityAliasCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: CreateResponseMetadata | None
@@ -36,6 +37,7 @@ class IdentityAliasGetResponse(Model):
     """The `IdentityAliasGetResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: GetResponseMetadata | None
@@ -56,6 +58,7 @@ class IdentityAliasUpdateResponse(Model):
     """The `IdentityAliasUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_alias', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_alias: IdentityAlias | None
     meta: UpdateResponseMetadata | None
@@ -76,6 +79,7 @@ class IdentityAliasDeleteResponse(Model):
     """The `IdentityAliasDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -115,8 +119,8 @@ class IdentityAlias(Model):
 def from_pb_IdentityAliasCreateResponse(m: typing.Any) -> IdentityAliasCreateResponse:
     o = _new(IdentityAliasCreateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -135,8 +139,8 @@ def to_pb_IdentityAliasCreateResponse(o: IdentityAliasCreateResponse, m: typing.
 def from_pb_IdentityAliasGetResponse(m: typing.Any) -> IdentityAliasGetResponse:
     o = _new(IdentityAliasGetResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -155,8 +159,8 @@ def to_pb_IdentityAliasGetResponse(o: IdentityAliasGetResponse, m: typing.Any) -
 def from_pb_IdentityAliasUpdateResponse(m: typing.Any) -> IdentityAliasUpdateResponse:
     o = _new(IdentityAliasUpdateResponse)
     o.identity_alias = from_pb_IdentityAlias(m.identity_alias)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -174,8 +178,8 @@ def to_pb_IdentityAliasUpdateResponse(o: IdentityAliasUpdateResponse, m: typing.
 
 def from_pb_IdentityAliasDeleteResponse(m: typing.Any) -> IdentityAliasDeleteResponse:
     o = _new(IdentityAliasDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

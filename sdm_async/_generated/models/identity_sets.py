@@ -16,6 +16,7 @@ class IdentitySetCreateResponse(Model):
     """The `IdentitySetCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_set', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_set: IdentitySet | None
     meta: CreateResponseMetadata | None
@@ -36,6 +37,7 @@ class IdentitySetGetResponse(Model):
     """The `IdentitySetGetResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_set', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_set: IdentitySet | None
     meta: GetResponseMetadata | None
@@ -56,6 +58,7 @@ class IdentitySetUpdateResponse(Model):
     """The `IdentitySetUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('identity_set', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     identity_set: IdentitySet | None
     meta: UpdateResponseMetadata | None
@@ -76,6 +79,7 @@ class IdentitySetDeleteResponse(Model):
     """The `IdentitySetDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -109,8 +113,8 @@ class IdentitySet(Model):
 def from_pb_IdentitySetCreateResponse(m: typing.Any) -> IdentitySetCreateResponse:
     o = _new(IdentitySetCreateResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -129,8 +133,8 @@ def to_pb_IdentitySetCreateResponse(o: IdentitySetCreateResponse, m: typing.Any)
 def from_pb_IdentitySetGetResponse(m: typing.Any) -> IdentitySetGetResponse:
     o = _new(IdentitySetGetResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -149,8 +153,8 @@ def to_pb_IdentitySetGetResponse(o: IdentitySetGetResponse, m: typing.Any) -> No
 def from_pb_IdentitySetUpdateResponse(m: typing.Any) -> IdentitySetUpdateResponse:
     o = _new(IdentitySetUpdateResponse)
     o.identity_set = from_pb_IdentitySet(m.identity_set)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -168,8 +172,8 @@ def to_pb_IdentitySetUpdateResponse(o: IdentitySetUpdateResponse, m: typing.Any)
 
 def from_pb_IdentitySetDeleteResponse(m: typing.Any) -> IdentitySetDeleteResponse:
     o = _new(IdentitySetDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -30,6 +30,7 @@ class ManagedSecretLogsResponse(Model):
     """The `ManagedSecretLogsResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -58,6 +59,7 @@ class ManagedSecretListResponse(Model):
     """The `ManagedSecretListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -86,6 +88,7 @@ class ManagedSecretRetrieveResponse(Model):
     """The `ManagedSecretRetrieveResponse` model of the StrongDM API."""
 
     __slots__ = ('managed_secret', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     managed_secret: ManagedSecret | None
     meta: GetResponseMetadata | None
@@ -120,6 +123,7 @@ class ManagedSecretValidateResponse(Model):
     """The `ManagedSecretValidateResponse` model of the StrongDM API."""
 
     __slots__ = ('invalid_info', 'meta', 'rate_limit', 'valid', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     invalid_info: str
     meta: GetResponseMetadata | None
@@ -157,6 +161,7 @@ class ManagedSecretGetResponse(Model):
     """The `ManagedSecretGetResponse` model of the StrongDM API."""
 
     __slots__ = ('managed_secret', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     managed_secret: ManagedSecret | None
     meta: GetResponseMetadata | None
@@ -191,6 +196,7 @@ class ManagedSecretCreateResponse(Model):
     """The `ManagedSecretCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('managed_secret', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     managed_secret: ManagedSecret | None
     meta: CreateResponseMetadata | None
@@ -225,6 +231,7 @@ class ManagedSecretUpdateResponse(Model):
     """The `ManagedSecretUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('managed_secret', 'meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     managed_secret: ManagedSecret | None
     meta: UpdateResponseMetadata | None
@@ -259,6 +266,7 @@ class ManagedSecretRotateResponse(Model):
     """The `ManagedSecretRotateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GenericResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -290,6 +298,7 @@ class ManagedSecretDeleteResponse(Model):
     """The `ManagedSecretDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -446,7 +455,7 @@ def to_pb_ManagedSecretLogsRequest(o: ManagedSecretLogsRequest, m: typing.Any) -
 
 def from_pb_ManagedSecretLogsResponse(m: typing.Any) -> ManagedSecretLogsResponse:
     o = _new(ManagedSecretLogsResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -468,7 +477,7 @@ def to_pb_ManagedSecretListRequest(o: ManagedSecretListRequest, m: typing.Any) -
 
 def from_pb_ManagedSecretListResponse(m: typing.Any) -> ManagedSecretListResponse:
     o = _new(ManagedSecretListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -491,8 +500,8 @@ def to_pb_ManagedSecretRetrieveRequest(o: ManagedSecretRetrieveRequest, m: typin
 def from_pb_ManagedSecretRetrieveResponse(m: typing.Any) -> ManagedSecretRetrieveResponse:
     o = _new(ManagedSecretRetrieveResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -521,9 +530,9 @@ def to_pb_ManagedSecretValidateRequest(o: ManagedSecretValidateRequest, m: typin
 def from_pb_ManagedSecretValidateResponse(m: typing.Any) -> ManagedSecretValidateResponse:
     o = _new(ManagedSecretValidateResponse)
     o.invalid_info = m.invalid_info
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.valid = m.valid
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -551,8 +560,8 @@ def to_pb_ManagedSecretGetRequest(o: ManagedSecretGetRequest, m: typing.Any) -> 
 def from_pb_ManagedSecretGetResponse(m: typing.Any) -> ManagedSecretGetResponse:
     o = _new(ManagedSecretGetResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -583,8 +592,8 @@ def to_pb_ManagedSecretCreateRequest(o: ManagedSecretCreateRequest, m: typing.An
 def from_pb_ManagedSecretCreateResponse(m: typing.Any) -> ManagedSecretCreateResponse:
     o = _new(ManagedSecretCreateResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -615,8 +624,8 @@ def to_pb_ManagedSecretUpdateRequest(o: ManagedSecretUpdateRequest, m: typing.An
 def from_pb_ManagedSecretUpdateResponse(m: typing.Any) -> ManagedSecretUpdateResponse:
     o = _new(ManagedSecretUpdateResponse)
     o.managed_secret = from_pb_ManagedSecret(m.managed_secret)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -644,8 +653,8 @@ def to_pb_ManagedSecretRotateRequest(o: ManagedSecretRotateRequest, m: typing.An
 
 def from_pb_ManagedSecretRotateResponse(m: typing.Any) -> ManagedSecretRotateResponse:
     o = _new(ManagedSecretRotateResponse)
-    o.meta = from_pb_GenericResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GenericResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -670,7 +679,7 @@ def to_pb_ManagedSecretDeleteRequest(o: ManagedSecretDeleteRequest, m: typing.An
 
 def from_pb_ManagedSecretDeleteResponse(m: typing.Any) -> ManagedSecretDeleteResponse:
     o = _new(ManagedSecretDeleteResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -742,7 +751,7 @@ def to_pb_ManagedSecret(o: ManagedSecret, m: typing.Any) -> None:
 def from_pb_ManagedSecretPolicy(m: typing.Any) -> ManagedSecretPolicy:
     o = _new(ManagedSecretPolicy)
     o.password_policy = from_pb_ManagedSecretPasswordPolicy(m.password_policy)
-    o.rotation_policy = from_pb_ManagedSecretRotationPolicy(m.rotation_policy)
+    o.rotation_policy = _new(ManagedSecretRotationPolicy)
     return o
 
 

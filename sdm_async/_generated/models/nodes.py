@@ -17,6 +17,7 @@ class NodeCreateResponse(Model):
 
     __slots__ = ('meta', 'node', 'rate_limit', 'token', )
     _secrets = frozenset({'token'})
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     node: Node | None
@@ -40,6 +41,7 @@ class NodeGetResponse(Model):
     """The `NodeGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'node', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     node: Node | None
@@ -60,6 +62,7 @@ class NodeUpdateResponse(Model):
     """The `NodeUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'node', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     node: Node | None
@@ -80,6 +83,7 @@ class NodeDeleteResponse(Model):
     """The `NodeDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -97,6 +101,7 @@ class NodeTCPProbeResponse(Model):
     """The `NodeTCPProbeResponse` model of the StrongDM API."""
 
     __slots__ = ('error', 'meta', 'rate_limit', 'succeeded', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     error: str
     meta: CreateResponseMetadata | None
@@ -246,10 +251,10 @@ class NodeMaintenanceWindow(Model):
 
 def from_pb_NodeCreateResponse(m: typing.Any) -> NodeCreateResponse:
     o = _new(NodeCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.node = from_pb_Node(m.node)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.token = m.token
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -267,9 +272,9 @@ def to_pb_NodeCreateResponse(o: NodeCreateResponse, m: typing.Any) -> None:
 
 def from_pb_NodeGetResponse(m: typing.Any) -> NodeGetResponse:
     o = _new(NodeGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.node = from_pb_Node(m.node)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -286,9 +291,9 @@ def to_pb_NodeGetResponse(o: NodeGetResponse, m: typing.Any) -> None:
 
 def from_pb_NodeUpdateResponse(m: typing.Any) -> NodeUpdateResponse:
     o = _new(NodeUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
+    o.meta = _new(UpdateResponseMetadata)
     o.node = from_pb_Node(m.node)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -305,8 +310,8 @@ def to_pb_NodeUpdateResponse(o: NodeUpdateResponse, m: typing.Any) -> None:
 
 def from_pb_NodeDeleteResponse(m: typing.Any) -> NodeDeleteResponse:
     o = _new(NodeDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -322,9 +327,9 @@ def to_pb_NodeDeleteResponse(o: NodeDeleteResponse, m: typing.Any) -> None:
 def from_pb_NodeTCPProbeResponse(m: typing.Any) -> NodeTCPProbeResponse:
     o = _new(NodeTCPProbeResponse)
     o.error = m.error
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.succeeded = m.succeeded
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -81,6 +81,7 @@ class OrganizationGetMFAResponse(Model):
     """The `OrganizationGetMFAResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'mfa', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     mfa: MFAConfig | None
@@ -101,6 +102,7 @@ class OrganizationUpdateMFAResponse(Model):
     """The `OrganizationUpdateMFAResponse` model of the StrongDM API."""
 
     __slots__ = ('mfa', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     mfa: MFAConfig | None
     rate_limit: RateLimitMetadata | None
@@ -118,6 +120,7 @@ class OrganizationTestMFAResponse(Model):
     """The `OrganizationTestMFAResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -176,9 +179,9 @@ def to_pb_OktaMFAConfig(o: OktaMFAConfig, m: typing.Any) -> None:
 
 def from_pb_OrganizationGetMFAResponse(m: typing.Any) -> OrganizationGetMFAResponse:
     o = _new(OrganizationGetMFAResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.mfa = from_pb_MFAConfig(m.mfa)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -197,7 +200,7 @@ def to_pb_OrganizationGetMFAResponse(o: OrganizationGetMFAResponse, m: typing.An
 def from_pb_OrganizationUpdateMFAResponse(m: typing.Any) -> OrganizationUpdateMFAResponse:
     o = _new(OrganizationUpdateMFAResponse)
     o.mfa = from_pb_MFAConfig(m.mfa)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -212,7 +215,7 @@ def to_pb_OrganizationUpdateMFAResponse(o: OrganizationUpdateMFAResponse, m: typ
 
 def from_pb_OrganizationTestMFAResponse(m: typing.Any) -> OrganizationTestMFAResponse:
     o = _new(OrganizationTestMFAResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class PeeringGroupNodeCreateResponse(Model):
     """The `PeeringGroupNodeCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_node', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     peering_group_node: PeeringGroupNode | None
@@ -36,6 +37,7 @@ class PeeringGroupNodeGetResponse(Model):
     """The `PeeringGroupNodeGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_node', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     peering_group_node: PeeringGroupNode | None
@@ -56,6 +58,7 @@ class PeeringGroupNodeDeleteResponse(Model):
     """The `PeeringGroupNodeDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -91,9 +94,9 @@ class PeeringGroupNode(Model):
 
 def from_pb_PeeringGroupNodeCreateResponse(m: typing.Any) -> PeeringGroupNodeCreateResponse:
     o = _new(PeeringGroupNodeCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_node = from_pb_PeeringGroupNode(m.peering_group_node)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +114,9 @@ def to_pb_PeeringGroupNodeCreateResponse(o: PeeringGroupNodeCreateResponse, m: t
 
 def from_pb_PeeringGroupNodeGetResponse(m: typing.Any) -> PeeringGroupNodeGetResponse:
     o = _new(PeeringGroupNodeGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_node = from_pb_PeeringGroupNode(m.peering_group_node)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_PeeringGroupNodeGetResponse(o: PeeringGroupNodeGetResponse, m: typing.
 
 def from_pb_PeeringGroupNodeDeleteResponse(m: typing.Any) -> PeeringGroupNodeDeleteResponse:
     o = _new(PeeringGroupNodeDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

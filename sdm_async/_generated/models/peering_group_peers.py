@@ -16,6 +16,7 @@ class PeeringGroupPeerCreateResponse(Model):
     """The `PeeringGroupPeerCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_peer', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     peering_group_peer: PeeringGroupPeer | None
@@ -36,6 +37,7 @@ class PeeringGroupPeerGetResponse(Model):
     """The `PeeringGroupPeerGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_peer', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     peering_group_peer: PeeringGroupPeer | None
@@ -56,6 +58,7 @@ class PeeringGroupPeerDeleteResponse(Model):
     """The `PeeringGroupPeerDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -91,9 +94,9 @@ class PeeringGroupPeer(Model):
 
 def from_pb_PeeringGroupPeerCreateResponse(m: typing.Any) -> PeeringGroupPeerCreateResponse:
     o = _new(PeeringGroupPeerCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_peer = from_pb_PeeringGroupPeer(m.peering_group_peer)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +114,9 @@ def to_pb_PeeringGroupPeerCreateResponse(o: PeeringGroupPeerCreateResponse, m: t
 
 def from_pb_PeeringGroupPeerGetResponse(m: typing.Any) -> PeeringGroupPeerGetResponse:
     o = _new(PeeringGroupPeerGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_peer = from_pb_PeeringGroupPeer(m.peering_group_peer)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_PeeringGroupPeerGetResponse(o: PeeringGroupPeerGetResponse, m: typing.
 
 def from_pb_PeeringGroupPeerDeleteResponse(m: typing.Any) -> PeeringGroupPeerDeleteResponse:
     o = _new(PeeringGroupPeerDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

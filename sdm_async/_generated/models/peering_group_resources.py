@@ -16,6 +16,7 @@ class PeeringGroupResourceCreateResponse(Model):
     """The `PeeringGroupResourceCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_resource', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     peering_group_resource: PeeringGroupResource | None
@@ -36,6 +37,7 @@ class PeeringGroupResourceGetResponse(Model):
     """The `PeeringGroupResourceGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group_resource', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     peering_group_resource: PeeringGroupResource | None
@@ -56,6 +58,7 @@ class PeeringGroupResourceDeleteResponse(Model):
     """The `PeeringGroupResourceDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -91,9 +94,9 @@ class PeeringGroupResource(Model):
 
 def from_pb_PeeringGroupResourceCreateResponse(m: typing.Any) -> PeeringGroupResourceCreateResponse:
     o = _new(PeeringGroupResourceCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group_resource = from_pb_PeeringGroupResource(m.peering_group_resource)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +114,9 @@ def to_pb_PeeringGroupResourceCreateResponse(o: PeeringGroupResourceCreateRespon
 
 def from_pb_PeeringGroupResourceGetResponse(m: typing.Any) -> PeeringGroupResourceGetResponse:
     o = _new(PeeringGroupResourceGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group_resource = from_pb_PeeringGroupResource(m.peering_group_resource)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_PeeringGroupResourceGetResponse(o: PeeringGroupResourceGetResponse, m:
 
 def from_pb_PeeringGroupResourceDeleteResponse(m: typing.Any) -> PeeringGroupResourceDeleteResponse:
     o = _new(PeeringGroupResourceDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class PeeringGroupCreateResponse(Model):
     """The `PeeringGroupCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     peering_group: PeeringGroup | None
@@ -36,6 +37,7 @@ class PeeringGroupGetResponse(Model):
     """The `PeeringGroupGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'peering_group', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     peering_group: PeeringGroup | None
@@ -56,6 +58,7 @@ class PeeringGroupDeleteResponse(Model):
     """The `PeeringGroupDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -88,9 +91,9 @@ class PeeringGroup(Model):
 
 def from_pb_PeeringGroupCreateResponse(m: typing.Any) -> PeeringGroupCreateResponse:
     o = _new(PeeringGroupCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.peering_group = from_pb_PeeringGroup(m.peering_group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -108,9 +111,9 @@ def to_pb_PeeringGroupCreateResponse(o: PeeringGroupCreateResponse, m: typing.An
 
 def from_pb_PeeringGroupGetResponse(m: typing.Any) -> PeeringGroupGetResponse:
     o = _new(PeeringGroupGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.peering_group = from_pb_PeeringGroup(m.peering_group)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -128,8 +131,8 @@ def to_pb_PeeringGroupGetResponse(o: PeeringGroupGetResponse, m: typing.Any) -> 
 
 def from_pb_PeeringGroupDeleteResponse(m: typing.Any) -> PeeringGroupDeleteResponse:
     o = _new(PeeringGroupDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class PolicyCreateResponse(Model):
     """The `PolicyCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('policy', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     policy: Policy | None
     rate_limit: RateLimitMetadata | None
@@ -33,6 +34,7 @@ class PolicyUpdateResponse(Model):
     """The `PolicyUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('policy', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     policy: Policy | None
     rate_limit: RateLimitMetadata | None
@@ -50,6 +52,7 @@ class PolicyDeleteResponse(Model):
     """The `PolicyDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -64,6 +67,7 @@ class PolicyGetResponse(Model):
     """The `PolicyGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'policy', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     policy: Policy | None
@@ -84,6 +88,7 @@ class PolicyListResponse(Model):
     """The `PolicyListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -120,7 +125,7 @@ class Policy(Model):
 def from_pb_PolicyCreateResponse(m: typing.Any) -> PolicyCreateResponse:
     o = _new(PolicyCreateResponse)
     o.policy = from_pb_Policy(m.policy)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -136,7 +141,7 @@ def to_pb_PolicyCreateResponse(o: PolicyCreateResponse, m: typing.Any) -> None:
 def from_pb_PolicyUpdateResponse(m: typing.Any) -> PolicyUpdateResponse:
     o = _new(PolicyUpdateResponse)
     o.policy = from_pb_Policy(m.policy)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -151,7 +156,7 @@ def to_pb_PolicyUpdateResponse(o: PolicyUpdateResponse, m: typing.Any) -> None:
 
 def from_pb_PolicyDeleteResponse(m: typing.Any) -> PolicyDeleteResponse:
     o = _new(PolicyDeleteResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -163,9 +168,9 @@ def to_pb_PolicyDeleteResponse(o: PolicyDeleteResponse, m: typing.Any) -> None:
 
 def from_pb_PolicyGetResponse(m: typing.Any) -> PolicyGetResponse:
     o = _new(PolicyGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.policy = from_pb_Policy(m.policy)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -183,7 +188,7 @@ def to_pb_PolicyGetResponse(o: PolicyGetResponse, m: typing.Any) -> None:
 
 def from_pb_PolicyListResponse(m: typing.Any) -> PolicyListResponse:
     o = _new(PolicyListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

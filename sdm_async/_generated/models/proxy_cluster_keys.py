@@ -17,6 +17,7 @@ class ProxyClusterKeyCreateResponse(Model):
 
     __slots__ = ('meta', 'proxy_cluster_key', 'rate_limit', 'secret_key', )
     _secrets = frozenset({'secret_key'})
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     proxy_cluster_key: ProxyClusterKey | None
@@ -40,6 +41,7 @@ class ProxyClusterKeyGetResponse(Model):
     """The `ProxyClusterKeyGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'proxy_cluster_key', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     proxy_cluster_key: ProxyClusterKey | None
@@ -60,6 +62,7 @@ class ProxyClusterKeyDeleteResponse(Model):
     """The `ProxyClusterKeyDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -99,10 +102,10 @@ class ProxyClusterKey(Model):
 
 def from_pb_ProxyClusterKeyCreateResponse(m: typing.Any) -> ProxyClusterKeyCreateResponse:
     o = _new(ProxyClusterKeyCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
+    o.meta = _new(CreateResponseMetadata)
     o.proxy_cluster_key = from_pb_ProxyClusterKey(m.proxy_cluster_key)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.secret_key = m.secret_key
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -121,9 +124,9 @@ def to_pb_ProxyClusterKeyCreateResponse(o: ProxyClusterKeyCreateResponse, m: typ
 
 def from_pb_ProxyClusterKeyGetResponse(m: typing.Any) -> ProxyClusterKeyGetResponse:
     o = _new(ProxyClusterKeyGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
+    o.meta = _new(GetResponseMetadata)
     o.proxy_cluster_key = from_pb_ProxyClusterKey(m.proxy_cluster_key)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -141,8 +144,8 @@ def to_pb_ProxyClusterKeyGetResponse(o: ProxyClusterKeyGetResponse, m: typing.An
 
 def from_pb_ProxyClusterKeyDeleteResponse(m: typing.Any) -> ProxyClusterKeyDeleteResponse:
     o = _new(ProxyClusterKeyDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

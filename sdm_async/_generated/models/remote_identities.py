@@ -16,6 +16,7 @@ class RemoteIdentityCreateResponse(Model):
     """The `RemoteIdentityCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'remote_identity', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -36,6 +37,7 @@ class RemoteIdentityGetResponse(Model):
     """The `RemoteIdentityGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'remote_identity', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -56,6 +58,7 @@ class RemoteIdentityUpdateResponse(Model):
     """The `RemoteIdentityUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'remote_identity', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -76,6 +79,7 @@ class RemoteIdentityDeleteResponse(Model):
     """The `RemoteIdentityDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -114,9 +118,9 @@ class RemoteIdentity(Model):
 
 def from_pb_RemoteIdentityCreateResponse(m: typing.Any) -> RemoteIdentityCreateResponse:
     o = _new(RemoteIdentityCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -134,9 +138,9 @@ def to_pb_RemoteIdentityCreateResponse(o: RemoteIdentityCreateResponse, m: typin
 
 def from_pb_RemoteIdentityGetResponse(m: typing.Any) -> RemoteIdentityGetResponse:
     o = _new(RemoteIdentityGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -154,9 +158,9 @@ def to_pb_RemoteIdentityGetResponse(o: RemoteIdentityGetResponse, m: typing.Any)
 
 def from_pb_RemoteIdentityUpdateResponse(m: typing.Any) -> RemoteIdentityUpdateResponse:
     o = _new(RemoteIdentityUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
     o.remote_identity = from_pb_RemoteIdentity(m.remote_identity)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -174,8 +178,8 @@ def to_pb_RemoteIdentityUpdateResponse(o: RemoteIdentityUpdateResponse, m: typin
 
 def from_pb_RemoteIdentityDeleteResponse(m: typing.Any) -> RemoteIdentityDeleteResponse:
     o = _new(RemoteIdentityDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

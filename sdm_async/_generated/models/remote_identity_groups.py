@@ -16,6 +16,7 @@ class RemoteIdentityGroupGetResponse(Model):
     """The `RemoteIdentityGroupGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'remote_identity_group', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -51,9 +52,9 @@ class RemoteIdentityGroup(Model):
 
 def from_pb_RemoteIdentityGroupGetResponse(m: typing.Any) -> RemoteIdentityGroupGetResponse:
     o = _new(RemoteIdentityGroupGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.remote_identity_group = from_pb_RemoteIdentityGroup(m.remote_identity_group)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -17,6 +17,7 @@ class ResourceCreateResponse(Model):
     """The `ResourceCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'resource', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -37,6 +38,7 @@ class ResourceGetResponse(Model):
     """The `ResourceGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'resource', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -57,6 +59,7 @@ class ResourceUpdateResponse(Model):
     """The `ResourceUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'resource', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -77,6 +80,7 @@ class ResourceDeleteResponse(Model):
     """The `ResourceDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -108,6 +112,7 @@ class ResourceHealthcheckResponse(Model):
     """The `ResourceHealthcheckResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -123,9 +128,9 @@ class ResourceHealthcheckResponse(Model):
 
 def from_pb_ResourceCreateResponse(m: typing.Any) -> ResourceCreateResponse:
     o = _new(ResourceCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.resource = from_pb_Resource(m.resource)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -142,9 +147,9 @@ def to_pb_ResourceCreateResponse(o: ResourceCreateResponse, m: typing.Any) -> No
 
 def from_pb_ResourceGetResponse(m: typing.Any) -> ResourceGetResponse:
     o = _new(ResourceGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.resource = from_pb_Resource(m.resource)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -161,9 +166,9 @@ def to_pb_ResourceGetResponse(o: ResourceGetResponse, m: typing.Any) -> None:
 
 def from_pb_ResourceUpdateResponse(m: typing.Any) -> ResourceUpdateResponse:
     o = _new(ResourceUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
     o.resource = from_pb_Resource(m.resource)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -180,8 +185,8 @@ def to_pb_ResourceUpdateResponse(o: ResourceUpdateResponse, m: typing.Any) -> No
 
 def from_pb_ResourceDeleteResponse(m: typing.Any) -> ResourceDeleteResponse:
     o = _new(ResourceDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -206,8 +211,8 @@ def to_pb_ResourceHealthcheckRequest(o: ResourceHealthcheckRequest, m: typing.An
 
 def from_pb_ResourceHealthcheckResponse(m: typing.Any) -> ResourceHealthcheckResponse:
     o = _new(ResourceHealthcheckResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class RoleCreateResponse(Model):
     """The `RoleCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -36,6 +37,7 @@ class RoleGetResponse(Model):
     """The `RoleGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -56,6 +58,7 @@ class RoleUpdateResponse(Model):
     """The `RoleUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -76,6 +79,7 @@ class RoleDeleteResponse(Model):
     """The `RoleDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -118,9 +122,9 @@ class Role(Model):
 
 def from_pb_RoleCreateResponse(m: typing.Any) -> RoleCreateResponse:
     o = _new(RoleCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -138,9 +142,9 @@ def to_pb_RoleCreateResponse(o: RoleCreateResponse, m: typing.Any) -> None:
 
 def from_pb_RoleGetResponse(m: typing.Any) -> RoleGetResponse:
     o = _new(RoleGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -158,9 +162,9 @@ def to_pb_RoleGetResponse(o: RoleGetResponse, m: typing.Any) -> None:
 
 def from_pb_RoleUpdateResponse(m: typing.Any) -> RoleUpdateResponse:
     o = _new(RoleUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
     o.role = from_pb_Role(m.role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -178,8 +182,8 @@ def to_pb_RoleUpdateResponse(o: RoleUpdateResponse, m: typing.Any) -> None:
 
 def from_pb_RoleDeleteResponse(m: typing.Any) -> RoleDeleteResponse:
     o = _new(RoleDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -32,6 +32,7 @@ class SecretEngineListResponse(Model):
     """The `SecretEngineListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -60,6 +61,7 @@ class SecretEngineGetResponse(Model):
     """The `SecretEngineGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_engine', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -94,6 +96,7 @@ class SecretEngineCreateResponse(Model):
     """The `SecretEngineCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_engine', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -128,6 +131,7 @@ class SecretEngineUpdateResponse(Model):
     """The `SecretEngineUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_engine', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -162,6 +166,7 @@ class SecretEngineDeleteResponse(Model):
     """The `SecretEngineDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -191,6 +196,7 @@ class GenerateKeysResponse(Model):
     """The `GenerateKeysResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -237,6 +243,7 @@ class HealthcheckResponse(Model):
     """The `HealthcheckResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', 'status', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
     status: list[HealthcheckStatus]
@@ -271,6 +278,7 @@ class SecretEngineRotateResponse(Model):
     """The `SecretEngineRotateResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -293,7 +301,7 @@ def to_pb_SecretEngineListRequest(o: SecretEngineListRequest, m: typing.Any) -> 
 
 def from_pb_SecretEngineListResponse(m: typing.Any) -> SecretEngineListResponse:
     o = _new(SecretEngineListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -315,9 +323,9 @@ def to_pb_SecretEngineGetRequest(o: SecretEngineGetRequest, m: typing.Any) -> No
 
 def from_pb_SecretEngineGetResponse(m: typing.Any) -> SecretEngineGetResponse:
     o = _new(SecretEngineGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -345,9 +353,9 @@ def to_pb_SecretEngineCreateRequest(o: SecretEngineCreateRequest, m: typing.Any)
 
 def from_pb_SecretEngineCreateResponse(m: typing.Any) -> SecretEngineCreateResponse:
     o = _new(SecretEngineCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -375,9 +383,9 @@ def to_pb_SecretEngineUpdateRequest(o: SecretEngineUpdateRequest, m: typing.Any)
 
 def from_pb_SecretEngineUpdateResponse(m: typing.Any) -> SecretEngineUpdateResponse:
     o = _new(SecretEngineUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
     o.secret_engine = from_pb_SecretEngine(m.secret_engine)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -404,7 +412,7 @@ def to_pb_SecretEngineDeleteRequest(o: SecretEngineDeleteRequest, m: typing.Any)
 
 def from_pb_SecretEngineDeleteResponse(m: typing.Any) -> SecretEngineDeleteResponse:
     o = _new(SecretEngineDeleteResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -426,7 +434,7 @@ def to_pb_GenerateKeysRequest(o: GenerateKeysRequest, m: typing.Any) -> None:
 
 def from_pb_GenerateKeysResponse(m: typing.Any) -> GenerateKeysResponse:
     o = _new(GenerateKeysResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -460,8 +468,8 @@ def to_pb_HealthcheckStatus(o: HealthcheckStatus, m: typing.Any) -> None:
 
 def from_pb_HealthcheckResponse(m: typing.Any) -> HealthcheckResponse:
     o = _new(HealthcheckResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.status = [from_pb_HealthcheckStatus(x) for x in m.status]
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -489,7 +497,7 @@ def to_pb_SecretEngineRotateRequest(o: SecretEngineRotateRequest, m: typing.Any)
 
 def from_pb_SecretEngineRotateResponse(m: typing.Any) -> SecretEngineRotateResponse:
     o = _new(SecretEngineRotateResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class SecretStoreHealthListResponse(Model):
     """The `SecretStoreHealthListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -30,6 +31,7 @@ class SecretStoreHealthcheckResponse(Model):
     """The `SecretStoreHealthcheckResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -79,7 +81,7 @@ class SecretStoreHealth(Model):
 
 def from_pb_SecretStoreHealthListResponse(m: typing.Any) -> SecretStoreHealthListResponse:
     o = _new(SecretStoreHealthListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -91,7 +93,7 @@ def to_pb_SecretStoreHealthListResponse(o: SecretStoreHealthListResponse, m: typ
 
 def from_pb_SecretStoreHealthcheckResponse(m: typing.Any) -> SecretStoreHealthcheckResponse:
     o = _new(SecretStoreHealthcheckResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

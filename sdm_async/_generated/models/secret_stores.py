@@ -17,6 +17,7 @@ class SecretStoreCreateResponse(Model):
     """The `SecretStoreCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_store', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -37,6 +38,7 @@ class SecretStoreGetResponse(Model):
     """The `SecretStoreGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_store', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -57,6 +59,7 @@ class SecretStoreUpdateResponse(Model):
     """The `SecretStoreUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'secret_store', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: UpdateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -77,6 +80,7 @@ class SecretStoreDeleteResponse(Model):
     """The `SecretStoreDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -92,9 +96,9 @@ class SecretStoreDeleteResponse(Model):
 
 def from_pb_SecretStoreCreateResponse(m: typing.Any) -> SecretStoreCreateResponse:
     o = _new(SecretStoreCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.secret_store = from_pb_SecretStore(m.secret_store)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +115,9 @@ def to_pb_SecretStoreCreateResponse(o: SecretStoreCreateResponse, m: typing.Any)
 
 def from_pb_SecretStoreGetResponse(m: typing.Any) -> SecretStoreGetResponse:
     o = _new(SecretStoreGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.secret_store = from_pb_SecretStore(m.secret_store)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -130,9 +134,9 @@ def to_pb_SecretStoreGetResponse(o: SecretStoreGetResponse, m: typing.Any) -> No
 
 def from_pb_SecretStoreUpdateResponse(m: typing.Any) -> SecretStoreUpdateResponse:
     o = _new(SecretStoreUpdateResponse)
-    o.meta = from_pb_UpdateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(UpdateResponseMetadata)
     o.secret_store = from_pb_SecretStore(m.secret_store)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -149,8 +153,8 @@ def to_pb_SecretStoreUpdateResponse(o: SecretStoreUpdateResponse, m: typing.Any)
 
 def from_pb_SecretStoreDeleteResponse(m: typing.Any) -> SecretStoreDeleteResponse:
     o = _new(SecretStoreDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -30,6 +30,7 @@ class WorkflowApproversCreateResponse(Model):
     """The `WorkflowApproversCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', 'workflow_approver', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
     workflow_approver: WorkflowApprover | None
@@ -47,6 +48,7 @@ class WorkflowApproverGetResponse(Model):
     """The `WorkflowApproverGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'workflow_approver', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -81,6 +83,7 @@ class WorkflowApproversDeleteResponse(Model):
     """The `WorkflowApproversDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -109,6 +112,7 @@ class WorkflowApproversListResponse(Model):
     """The `WorkflowApproversListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -156,8 +160,8 @@ def to_pb_WorkflowApproversCreateRequest(o: WorkflowApproversCreateRequest, m: t
 
 def from_pb_WorkflowApproversCreateResponse(m: typing.Any) -> WorkflowApproversCreateResponse:
     o = _new(WorkflowApproversCreateResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow_approver = from_pb_WorkflowApprover(m.workflow_approver)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -172,9 +176,9 @@ def to_pb_WorkflowApproversCreateResponse(o: WorkflowApproversCreateResponse, m:
 
 def from_pb_WorkflowApproverGetResponse(m: typing.Any) -> WorkflowApproverGetResponse:
     o = _new(WorkflowApproverGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.workflow_approver = from_pb_WorkflowApprover(m.workflow_approver)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -202,7 +206,7 @@ def to_pb_WorkflowApproversDeleteRequest(o: WorkflowApproversDeleteRequest, m: t
 
 def from_pb_WorkflowApproversDeleteResponse(m: typing.Any) -> WorkflowApproversDeleteResponse:
     o = _new(WorkflowApproversDeleteResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -224,7 +228,7 @@ def to_pb_WorkflowApproversListRequest(o: WorkflowApproversListRequest, m: typin
 
 def from_pb_WorkflowApproversListResponse(m: typing.Any) -> WorkflowApproversListResponse:
     o = _new(WorkflowApproversListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -30,6 +30,7 @@ class WorkflowRolesCreateResponse(Model):
     """The `WorkflowRolesCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', 'workflow_role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
     workflow_role: WorkflowRole | None
@@ -47,6 +48,7 @@ class WorkflowRoleGetResponse(Model):
     """The `WorkflowRoleGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'workflow_role', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -81,6 +83,7 @@ class WorkflowRolesDeleteResponse(Model):
     """The `WorkflowRolesDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -109,6 +112,7 @@ class WorkflowRolesListResponse(Model):
     """The `WorkflowRolesListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -153,8 +157,8 @@ def to_pb_WorkflowRolesCreateRequest(o: WorkflowRolesCreateRequest, m: typing.An
 
 def from_pb_WorkflowRolesCreateResponse(m: typing.Any) -> WorkflowRolesCreateResponse:
     o = _new(WorkflowRolesCreateResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow_role = from_pb_WorkflowRole(m.workflow_role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -169,9 +173,9 @@ def to_pb_WorkflowRolesCreateResponse(o: WorkflowRolesCreateResponse, m: typing.
 
 def from_pb_WorkflowRoleGetResponse(m: typing.Any) -> WorkflowRoleGetResponse:
     o = _new(WorkflowRoleGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.workflow_role = from_pb_WorkflowRole(m.workflow_role)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -199,7 +203,7 @@ def to_pb_WorkflowRolesDeleteRequest(o: WorkflowRolesDeleteRequest, m: typing.An
 
 def from_pb_WorkflowRolesDeleteResponse(m: typing.Any) -> WorkflowRolesDeleteResponse:
     o = _new(WorkflowRolesDeleteResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -221,7 +225,7 @@ def to_pb_WorkflowRolesListRequest(o: WorkflowRolesListRequest, m: typing.Any) -
 
 def from_pb_WorkflowRolesListResponse(m: typing.Any) -> WorkflowRolesListResponse:
     o = _new(WorkflowRolesListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

@@ -16,6 +16,7 @@ class WorkflowCreateResponse(Model):
     """The `WorkflowCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', 'workflow', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
     workflow: Workflow | None
@@ -33,6 +34,7 @@ class WorkflowGetResponse(Model):
     """The `WorkflowGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'workflow', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -53,6 +55,7 @@ class WorkflowUpdateResponse(Model):
     """The `WorkflowUpdateResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', 'workflow', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
     workflow: Workflow | None
@@ -70,6 +73,7 @@ class WorkflowDeleteResponse(Model):
     """The `WorkflowDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('id', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     id: str
     rate_limit: RateLimitMetadata | None
@@ -87,6 +91,7 @@ class WorkflowListResponse(Model):
     """The `WorkflowListResponse` model of the StrongDM API."""
 
     __slots__ = ('rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     rate_limit: RateLimitMetadata | None
 
@@ -141,8 +146,8 @@ class Workflow(Model):
 
 def from_pb_WorkflowCreateResponse(m: typing.Any) -> WorkflowCreateResponse:
     o = _new(WorkflowCreateResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow = from_pb_Workflow(m.workflow)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -157,9 +162,9 @@ def to_pb_WorkflowCreateResponse(o: WorkflowCreateResponse, m: typing.Any) -> No
 
 def from_pb_WorkflowGetResponse(m: typing.Any) -> WorkflowGetResponse:
     o = _new(WorkflowGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.workflow = from_pb_Workflow(m.workflow)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -177,8 +182,8 @@ def to_pb_WorkflowGetResponse(o: WorkflowGetResponse, m: typing.Any) -> None:
 
 def from_pb_WorkflowUpdateResponse(m: typing.Any) -> WorkflowUpdateResponse:
     o = _new(WorkflowUpdateResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
     o.workflow = from_pb_Workflow(m.workflow)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -194,7 +199,7 @@ def to_pb_WorkflowUpdateResponse(o: WorkflowUpdateResponse, m: typing.Any) -> No
 def from_pb_WorkflowDeleteResponse(m: typing.Any) -> WorkflowDeleteResponse:
     o = _new(WorkflowDeleteResponse)
     o.id = m.id
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -207,7 +212,7 @@ def to_pb_WorkflowDeleteResponse(o: WorkflowDeleteResponse, m: typing.Any) -> No
 
 def from_pb_WorkflowListResponse(m: typing.Any) -> WorkflowListResponse:
     o = _new(WorkflowListResponse)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

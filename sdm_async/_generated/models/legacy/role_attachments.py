@@ -16,6 +16,7 @@ class RoleAttachmentCreateResponse(Model):
     """The `RoleAttachmentCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role_attachment', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -36,6 +37,7 @@ class RoleAttachmentGetResponse(Model):
     """The `RoleAttachmentGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role_attachment', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -56,6 +58,7 @@ class RoleAttachmentDeleteResponse(Model):
     """The `RoleAttachmentDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -91,9 +94,9 @@ class RoleAttachment(Model):
 
 def from_pb_RoleAttachmentCreateResponse(m: typing.Any) -> RoleAttachmentCreateResponse:
     o = _new(RoleAttachmentCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.role_attachment = from_pb_RoleAttachment(m.role_attachment)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +114,9 @@ def to_pb_RoleAttachmentCreateResponse(o: RoleAttachmentCreateResponse, m: typin
 
 def from_pb_RoleAttachmentGetResponse(m: typing.Any) -> RoleAttachmentGetResponse:
     o = _new(RoleAttachmentGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.role_attachment = from_pb_RoleAttachment(m.role_attachment)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_RoleAttachmentGetResponse(o: RoleAttachmentGetResponse, m: typing.Any)
 
 def from_pb_RoleAttachmentDeleteResponse(m: typing.Any) -> RoleAttachmentDeleteResponse:
     o = _new(RoleAttachmentDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 

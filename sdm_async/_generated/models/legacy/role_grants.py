@@ -16,6 +16,7 @@ class RoleGrantCreateResponse(Model):
     """The `RoleGrantCreateResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role_grant', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: CreateResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -36,6 +37,7 @@ class RoleGrantGetResponse(Model):
     """The `RoleGrantGetResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', 'role_grant', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: GetResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -56,6 +58,7 @@ class RoleGrantDeleteResponse(Model):
     """The `RoleGrantDeleteResponse` model of the StrongDM API."""
 
     __slots__ = ('meta', 'rate_limit', )
+    _lazy = {'rate_limit': ('rate_limit', 0)}
 
     meta: DeleteResponseMetadata | None
     rate_limit: RateLimitMetadata | None
@@ -91,9 +94,9 @@ class RoleGrant(Model):
 
 def from_pb_RoleGrantCreateResponse(m: typing.Any) -> RoleGrantCreateResponse:
     o = _new(RoleGrantCreateResponse)
-    o.meta = from_pb_CreateResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(CreateResponseMetadata)
     o.role_grant = from_pb_RoleGrant(m.role_grant)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -111,9 +114,9 @@ def to_pb_RoleGrantCreateResponse(o: RoleGrantCreateResponse, m: typing.Any) -> 
 
 def from_pb_RoleGrantGetResponse(m: typing.Any) -> RoleGrantGetResponse:
     o = _new(RoleGrantGetResponse)
-    o.meta = from_pb_GetResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(GetResponseMetadata)
     o.role_grant = from_pb_RoleGrant(m.role_grant)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
@@ -131,8 +134,8 @@ def to_pb_RoleGrantGetResponse(o: RoleGrantGetResponse, m: typing.Any) -> None:
 
 def from_pb_RoleGrantDeleteResponse(m: typing.Any) -> RoleGrantDeleteResponse:
     o = _new(RoleGrantDeleteResponse)
-    o.meta = from_pb_DeleteResponseMetadata(m.meta)
-    o.rate_limit = from_pb_RateLimitMetadata(m.rate_limit)
+    o.meta = _new(DeleteResponseMetadata)
+    o._raw = (m.rate_limit.SerializeToString(),)
     return o
 
 
