@@ -525,18 +525,7 @@ class Pacer:
                         if remaining < b.remaining:
                             b.remaining = remaining
                             b.word_at = now
-                        # The bounds, as `_observe_slow` narrows them (see there).
-                        hi = reset - (now - rtt)
-                        if hi < b.hi:
-                            b.hi = hi
-                            if hi <= b.lo:
-                                b.lo = -INF
-                        if b.window:
-                            lo = reset - b.window - now
-                            if lo > b.lo:
-                                b.lo = lo
-                                if lo >= b.hi:
-                                    b.hi = INF
+                        _narrow(b, reset, now - rtt, now)
                         if b.queue:
                             self._pump(b)
                         return
@@ -601,19 +590,8 @@ class Pacer:
                     # within a window, not only from one window to the next.
                     b.others = (b.others + max(0, seen - b.base) / dt) / 2
                     b.base, b.mark_at = seen, now
-        # else: an answer from a window already past; only its bounds below still count.
-        # The server handled the call after it was sent and before its window ended...
-        if reset - sent < b.hi:
-            b.hi = reset - sent
-            if b.hi <= b.lo:  # contradicts older evidence (a clock stepped): learn again
-                b.lo = -INF
-        # ...and after the window began, by the time the answer came back.
-        if b.window:
-            lo = reset - b.window - now
-            if lo > b.lo:
-                b.lo = lo
-                if lo >= b.hi:
-                    b.hi = INF
+        # else: an answer from a window already past; only its bounds still count.
+        _narrow(b, reset, sent, now)
         if b.queue:
             self._pump(b)
 
@@ -641,6 +619,23 @@ class Pacer:
             if unknown.probe is not None and not unknown.probe.done():
                 unknown.probe.set_result(None)
         return b
+
+
+def _narrow(b: Bucket, reset: float, sent: float, now: float) -> None:
+    """The bounds on the server's clock that an answer from the window ending at `reset`
+    implies: the server handled the call after it was `sent` and before the window ended,
+    and after the window began, by the time (`now`) the answer came back."""
+    hi = reset - sent
+    if hi < b.hi:
+        b.hi = hi
+        if hi <= b.lo:  # contradicts older evidence (a clock stepped): learn again
+            b.lo = -INF
+    if b.window:
+        lo = reset - b.window - now
+        if lo > b.lo:
+            b.lo = lo
+            if lo >= b.hi:
+                b.hi = INF
 
 
 def _expire(fut: asyncio.Future[None]) -> None:
