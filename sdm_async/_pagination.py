@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -86,15 +85,6 @@ class AsyncPager(Generic[T]):
         field: str,
         convert: Callable[[Any], T],
     ) -> None:
-        if timeout is not None:
-            # Checked here, at `list()`, rather than at the first page's request.
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(
-                    f"{method.name}: timeout must be a number of seconds or None, "
-                    f"not {type(timeout).__name__}"
-                )
-            if math.isnan(timeout) or timeout < 0:
-                raise ValueError(f"{method.name}: timeout must be >= 0 seconds, got {timeout}")
         self._transport = transport
         self._method = method
         self._request = request

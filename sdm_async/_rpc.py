@@ -24,7 +24,7 @@ import grpc
 import grpc.aio
 
 from sdm_async import errors
-from sdm_async._pacing import Bucket, Pacer, Token
+from sdm_async._pacing import Pacer, Token
 from sdm_async._retry import RetryPolicy
 from sdm_async._signing import API_VERSION, Signer
 
@@ -77,7 +77,7 @@ class Attempt:
 
 
 def _serialize(message: Any) -> bytes:
-    # Pass-through: the transport hands over bytes it already serialized (and signed).
+    # Pass-through for a `bytes` request (a stub made with a pass-through serializer).
     if isinstance(message, bytes):
         return message
     body: bytes = message.SerializeToString()
@@ -368,9 +368,7 @@ class Transport:
                         )
             try:
                 # The deadline covers the wait for a slot too: `timeout` is for the whole call.
-                if slots.free > 0 and not slots.waiters:  # Slots.take_now, inlined
-                    slots.free -= 1
-                else:
+                if not slots.take_now():
                     if not queued:
                         queued = time.perf_counter()
                     if not await slots.take(deadline):
@@ -385,10 +383,8 @@ class Transport:
                         if remaining <= 0:
                             raise errors.TimeoutError(f"{name}: timed out after {timeout} s")
                     loads = self._loads  # close() replaces it: keep the list counted in
-                    channel = 0 if len(loads) == 1 else self._pick_channel()
-                    mc = self._callables[channel].get(method.path)
-                    if mc is None:
-                        mc = self._callable(channel, method)
+                    channel = self._pick_channel()
+                    mc = self._callable(channel, method)
                     self.in_flight += 1
                     loads[channel] += 1
                     started = time.perf_counter()
@@ -421,10 +417,7 @@ class Transport:
                         self.in_flight -= 1
                         loads[channel] -= 1
                 finally:
-                    if slots.waiters:
-                        slots.give()  # hands the slot to the first waiting call
-                    else:
-                        slots.free += 1  # Slots.give with nobody waiting, inlined
+                    slots.give()
                 if pacer is not None:
                     if error is None:
                         if method.rate_limited:
@@ -434,10 +427,7 @@ class Transport:
             finally:
                 if token is not None:
                     assert pacer is not None
-                    if type(token) is Bucket and not token.queue:
-                        token.in_flight -= 1  # Pacer.release with nobody queued, inlined
-                    else:
-                        pacer.release(token)
+                    pacer.release(token)
             if error is None:
                 if self.on_attempt is not None or log.isEnabledFor(logging.DEBUG):
                     self._report(name, attempt, time.perf_counter() - started, None, None, waited)

@@ -61,6 +61,7 @@ class Service:
             meta.limit = self._page_limit
         if self._snapshot is not None:
             meta.snapshot_at.CopyFrom(self._snapshot)
+        _check_timeout(method, timeout)  # at `list()`, not at the first page's request
         _check_size(method, request)
         return AsyncPager(self._transport, method, request, timeout, field, convert)
 

@@ -163,17 +163,7 @@ async def bulk(
 
         async def worker() -> None:
             for index, item in source:  # workers share one iterator: each item once
-                # `_one`, inlined: no coroutine and no argument tuple made per item.
-                outcome: Outcome[I, R]
-                try:
-                    if isinstance(item, tuple):
-                        response = await method(*item)
-                    else:
-                        response = await method(item)
-                except Exception as e:  # a per-item failure: reported, not raised
-                    outcome = Outcome(index, item, error=e)
-                else:
-                    outcome = Outcome(index, item, response=response)
+                outcome = await _one(method, index, item)
                 results[index] = outcome
                 bar.advance(outcome)
 

@@ -1,5 +1,5 @@
 """What every call pays, made cheaper, still does the same: the signer's once-a-day date, the
-pacer's clock-free grant, one serialization per call, the bulk workers' inlined call."""
+pacer's clock-free grant, one serialization per call, bulk's spreading of tuples."""
 
 from __future__ import annotations
 
